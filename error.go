@@ -1,0 +1,73 @@
+package scanfleet
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Application error codes. Each maps to one HTTP status in package http.
+const (
+	ECONFLICT     = "conflict"      // 409: a unique name is taken, or a state change is not allowed
+	EINTERNAL     = "internal"      // 500: anything unexpected; the cause is logged, not shown
+	EINVALID      = "invalid"       // 400: bad input, the message names the field
+	ENOTFOUND     = "not_found"     // 404
+	EUNAUTHORIZED = "unauthorized"  // 401: no or unknown token
+	EFORBIDDEN    = "forbidden"     // 403: the token's role may not do this
+	ETOOLARGE     = "too_large"     // 413: a body or line over its limit
+	EUNSUPPORTED  = "unsupported"   // 415: a content type the route does not take
+	ENOTALLOWED   = "not_allowed"   // 405
+	EUNAVAILABLE  = "unavailable"   // 503
+)
+
+// Error is the application error: a code from the list above and a message
+// written for the user. Details, when set, list further problems of the same
+// request (for example every bad line of an ingest body, up to a limit).
+type Error struct {
+	Code    string
+	Message string
+	Details []string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string {
+	return fmt.Sprintf("scanfleet error: code=%s message=%s", e.Code, e.Message)
+}
+
+// Errorf returns an *Error with the given code and a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the application error in err's chain, "" for
+// nil and EINTERNAL for any other error.
+func ErrorCode(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-facing message of err: the application
+// error's message, or "internal error" for anything unexpected, so that
+// causes such as SQL text never reach a client.
+func ErrorMessage(err error) string {
+	var e *Error
+	if err == nil {
+		return ""
+	} else if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
+
+// ErrorDetails returns the details of the application error in err's chain.
+func ErrorDetails(err error) []string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Details
+	}
+	return nil
+}

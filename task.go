@@ -1,0 +1,224 @@
+package scanfleet
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// TaskStatus is where a task is in its lifecycle (Crossfeed's ScanTask
+// statuses, plus cancelled).
+type TaskStatus string
+
+// The task statuses.
+const (
+	TaskCreated   TaskStatus = "created"   // stored, not yet routed
+	TaskQueued    TaskStatus = "queued"    // waiting for capacity
+	TaskRequested TaskStatus = "requested" // handed to a pool, waiting for a worker
+	TaskStarted   TaskStatus = "started"   // a worker holds it and runs it
+	TaskFinished  TaskStatus = "finished"  // ran to completion
+	TaskFailed    TaskStatus = "failed"    // gave up; Error says why
+	TaskCancelled TaskStatus = "cancelled" // stopped on request
+)
+
+// TaskStatuses lists every status in lifecycle order.
+var TaskStatuses = []TaskStatus{TaskCreated, TaskQueued, TaskRequested, TaskStarted, TaskFinished, TaskFailed, TaskCancelled}
+
+// taskTransitions lists, for each status, the statuses a task may move to.
+// A started task goes back to requested when its lease lapses and it is
+// retried; a requested task goes back to queued when its pool is full.
+var taskTransitions = map[TaskStatus][]TaskStatus{
+	TaskCreated:   {TaskQueued, TaskRequested, TaskCancelled, TaskFailed},
+	TaskQueued:    {TaskRequested, TaskCancelled, TaskFailed},
+	TaskRequested: {TaskQueued, TaskStarted, TaskCancelled, TaskFailed},
+	TaskStarted:   {TaskRequested, TaskFinished, TaskFailed, TaskCancelled},
+	TaskFinished:  nil,
+	TaskFailed:    nil,
+	TaskCancelled: nil,
+}
+
+// Valid reports whether s is a known status.
+func (s TaskStatus) Valid() bool {
+	_, ok := taskTransitions[s]
+	return ok
+}
+
+// Terminal reports whether no transition leaves s.
+func (s TaskStatus) Terminal() bool {
+	return s == TaskFinished || s == TaskFailed || s == TaskCancelled
+}
+
+// CanTransition reports whether a task may move from one status to another.
+func CanTransition(from, to TaskStatus) bool {
+	for _, s := range taskTransitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// TransitionSources returns the statuses from which a task may move to to.
+func TransitionSources(to TaskStatus) []TaskStatus {
+	var out []TaskStatus
+	for _, from := range TaskStatuses {
+		if CanTransition(from, to) {
+			out = append(out, from)
+		}
+	}
+	return out
+}
+
+// ParseTaskStatus returns the status named s or an EINVALID error listing
+// the valid ones.
+func ParseTaskStatus(s string) (TaskStatus, error) {
+	st := TaskStatus(s)
+	if !st.Valid() {
+		return "", Errorf(EINVALID, "status: %q is not one of created, queued, requested, started, finished, failed, cancelled", s)
+	}
+	return st, nil
+}
+
+// Task is one run of one task type on one chunk of one workspace's targets
+// (Crossfeed's ScanTask).
+type Task struct {
+	ID          string          `json:"id"` // UUIDv7, made at creation
+	ScanID      string          `json:"scan_id"`
+	Type        string          `json:"type"`
+	Workspace   string          `json:"workspace"`
+	Pool        Pool            `json:"pool"`
+	Site        string          `json:"site"`
+	Status      TaskStatus      `json:"status"`
+	Attempts    int             `json:"attempts"`
+	MaxAttempts int             `json:"max_attempts"`
+	WorkerID    string          `json:"worker_id"`
+	Timeout     Duration        `json:"timeout"`
+	Input       json.RawMessage `json:"input"`
+	Output      json.RawMessage `json:"output"`
+	Error       string          `json:"error"`
+	CreatedAt   time.Time       `json:"created_at"`
+	QueuedAt    *time.Time      `json:"queued_at"`
+	RequestedAt *time.Time      `json:"requested_at"`
+	StartedAt   *time.Time      `json:"started_at"`
+	FinishedAt  *time.Time      `json:"finished_at"`
+	FailedAt    *time.Time      `json:"failed_at"`
+	CancelledAt *time.Time      `json:"cancelled_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+// DefaultMaxAttempts is how often a task is tried before it fails.
+const DefaultMaxAttempts = 3
+
+// TaskInput is what an executor receives (Crossfeed's
+// CROSSFEED_COMMAND_OPTIONS): the task's identity, its arguments and its
+// targets.
+type TaskInput struct {
+	TaskID    string         `json:"task_id"`
+	ScanID    string         `json:"scan_id"`
+	Type      string         `json:"type"`
+	Workspace string         `json:"workspace"`
+	Args      map[string]any `json:"args"`
+	Targets   []string       `json:"targets"`
+	Exclude   []string       `json:"exclude"`
+	Chunk     Chunk          `json:"chunk"`
+}
+
+// Chunk says which part of a split scan a task covers: N of Of, from 1.
+type Chunk struct {
+	N  int `json:"n"`
+	Of int `json:"of"`
+}
+
+// NewTaskID returns a new UUIDv7: time-ordered, so ids sort by creation.
+func NewTaskID() string {
+	return uuid.Must(uuid.NewV7()).String()
+}
+
+// NewID returns a new UUIDv7 for any stored object.
+func NewID() string { return NewTaskID() }
+
+// NewScanTasks builds the tasks of one run of scan over the given
+// workspaces: one task per workspace, its targets the workspace's scope.
+func NewScanTasks(scan *Scan, tt *TaskType, workspaces []*Workspace, now time.Time) ([]*Task, error) {
+	tasks := make([]*Task, 0, len(workspaces))
+	for _, ws := range workspaces {
+		t := &Task{
+			ID:          NewTaskID(),
+			ScanID:      scan.ID,
+			Type:        tt.Name,
+			Workspace:   ws.Name,
+			Pool:        tt.Pool(),
+			Site:        scan.Site,
+			Status:      TaskCreated,
+			MaxAttempts: DefaultMaxAttempts,
+			Timeout:     scan.Timeout,
+			CreatedAt:   now,
+			UpdatedAt:   now,
+		}
+		if t.Timeout == 0 {
+			t.Timeout = Duration(tt.Timeout)
+			if t.Timeout == 0 {
+				t.Timeout = Duration(DefaultTaskTimeout)
+			}
+		}
+		in, err := json.Marshal(TaskInput{
+			TaskID: t.ID, ScanID: scan.ID, Type: tt.Name, Workspace: ws.Name,
+			Args: scan.Args, Targets: ws.Scope.Include, Exclude: ws.Scope.Exclude,
+			Chunk: Chunk{N: 1, Of: 1},
+		})
+		if err != nil {
+			return nil, err
+		}
+		t.Input = in
+		tasks = append(tasks, t)
+	}
+	return tasks, nil
+}
+
+// TaskChange moves a task to a new status and sets the given fields.
+type TaskChange struct {
+	Status   TaskStatus
+	WorkerID *string
+	Output   json.RawMessage
+	Error    *string
+	// AddAttempt counts one more attempt (set when a worker starts it).
+	AddAttempt bool
+}
+
+// TaskFilter selects tasks; zero fields match all.
+type TaskFilter struct {
+	Status    []TaskStatus
+	ScanID    string
+	Workspace string
+	Since     time.Time // created at or after
+	Until     time.Time // created before
+	Page      Page
+}
+
+// TaskLog is one line a task wrote to its log.
+type TaskLog struct {
+	Seq  int64     `json:"seq"`
+	Time time.Time `json:"time"`
+	Line string    `json:"line"`
+}
+
+// TaskStore stores tasks and their logs.
+type TaskStore interface {
+	CreateTasks(ctx context.Context, tasks []*Task) error
+	FindTask(ctx context.Context, id string) (*Task, error)
+	// ListTasks returns tasks newest first.
+	ListTasks(ctx context.Context, f TaskFilter) ([]*Task, string, error)
+	// TransitionTask applies the change if the task's current status may
+	// move to c.Status, and returns the task after it; otherwise it
+	// returns ECONFLICT naming both statuses and changes nothing.
+	TransitionTask(ctx context.Context, id string, c TaskChange, now time.Time) (*Task, error)
+	AppendTaskLogs(ctx context.Context, id string, lines []string, now time.Time) error
+	// ListTaskLogs returns up to limit lines with Seq > after.
+	ListTaskLogs(ctx context.Context, id string, after int64, limit int) ([]TaskLog, error)
+	CountTasksByStatus(ctx context.Context) (map[TaskStatus]int64, error)
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
