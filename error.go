@@ -7,16 +7,16 @@ import (
 
 // Application error codes. Each maps to one HTTP status in package http.
 const (
-	ECONFLICT     = "conflict"      // 409: a unique name is taken, or a state change is not allowed
-	EINTERNAL     = "internal"      // 500: anything unexpected; the cause is logged, not shown
-	EINVALID      = "invalid"       // 400: bad input, the message names the field
-	ENOTFOUND     = "not_found"     // 404
-	EUNAUTHORIZED = "unauthorized"  // 401: no or unknown token
-	EFORBIDDEN    = "forbidden"     // 403: the token's role may not do this
-	ETOOLARGE     = "too_large"     // 413: a body or line over its limit
-	EUNSUPPORTED  = "unsupported"   // 415: a content type the route does not take
-	ENOTALLOWED   = "not_allowed"   // 405
-	EUNAVAILABLE  = "unavailable"   // 503
+	ECONFLICT     = "conflict"     // 409: a unique name is taken, or a state change is not allowed
+	EINTERNAL     = "internal"     // 500: anything unexpected; the cause is logged, not shown
+	EINVALID      = "invalid"      // 400: bad input, the message names the field
+	ENOTFOUND     = "not_found"    // 404
+	EUNAUTHORIZED = "unauthorized" // 401: no or unknown token
+	EFORBIDDEN    = "forbidden"    // 403: the token's role may not do this
+	ETOOLARGE     = "too_large"    // 413: a body or line over its limit
+	EUNSUPPORTED  = "unsupported"  // 415: a content type the route does not take
+	ENOTALLOWED   = "not_allowed"  // 405
+	EUNAVAILABLE  = "unavailable"  // 503
 )
 
 // Error is the application error: a code from the list above and a message

@@ -98,4 +98,3 @@ func errNotFound(what, name string) error {
 
 // ErrWorkspaceNotFound returns the error for an unknown workspace.
 func ErrWorkspaceNotFound(name string) error { return errNotFound("workspace", name) }
-
