@@ -1,0 +1,61 @@
+package http
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+var statusCodes = map[string]int{
+	scanfleet.ECONFLICT:     http.StatusConflict,
+	scanfleet.EINVALID:      http.StatusBadRequest,
+	scanfleet.ENOTFOUND:     http.StatusNotFound,
+	scanfleet.EUNAUTHORIZED: http.StatusUnauthorized,
+	scanfleet.EFORBIDDEN:    http.StatusForbidden,
+	scanfleet.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	scanfleet.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
+	scanfleet.ENOTALLOWED:   http.StatusMethodNotAllowed,
+	scanfleet.EUNAVAILABLE:  http.StatusServiceUnavailable,
+	scanfleet.EINTERNAL:     http.StatusInternalServerError,
+}
+
+// ErrorStatusCode returns the HTTP status for an application error code.
+func ErrorStatusCode(code string) int {
+	if s, ok := statusCodes[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Details []string `json:"details,omitempty"`
+}
+
+// writeError writes err as JSON; unexpected errors are logged with their
+// cause and shown as "internal error".
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := scanfleet.ErrorCode(err)
+	if code == scanfleet.EINTERNAL {
+		s.logger.Error("http request", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+	}
+	writeJSON(w, ErrorStatusCode(code), errorBody{Error: errorDetail{
+		Code: code, Message: scanfleet.ErrorMessage(err), Details: scanfleet.ErrorDetails(err),
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,220 @@
+package http
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// operation describes one route for the OpenAPI document.
+type operation struct {
+	method, path, summary string
+	role                  string // "" for no auth
+	params                []string
+	body                  string // request schema name, "" for none; "jsonl" for record ingest
+	status                int
+	response              string // response schema name
+}
+
+// operations lists every route the server has. TestOpenAPICoversRoutes walks
+// the router and fails when a route is missing here or listed but not served.
+var operations = []operation{
+	{method: "GET", path: "/api/v1/health", summary: "Liveness and store health; needs no token.", status: 200, response: "Health"},
+	{method: "GET", path: "/metrics", summary: "Prometheus metrics.", role: "viewer", status: 200, response: "text"},
+	{method: "GET", path: "/api/v1/openapi.json", summary: "This document.", role: "viewer", status: 200, response: "object"},
+	{method: "GET", path: "/api/v1/task-types", summary: "Task types with their params schema, requirements and pool.", role: "viewer", status: 200, response: "TaskTypeList"},
+
+	{method: "GET", path: "/api/v1/workspaces", summary: "List workspaces by name.", role: "viewer", params: []string{"cursor", "limit"}, status: 200, response: "WorkspaceList"},
+	{method: "POST", path: "/api/v1/workspaces", summary: "Create a workspace with its scope.", role: "operator", body: "WorkspaceCreate", status: 201, response: "Workspace"},
+	{method: "GET", path: "/api/v1/workspaces/{ws}", summary: "Get a workspace with its record counts.", role: "viewer", status: 200, response: "Workspace"},
+	{method: "PATCH", path: "/api/v1/workspaces/{ws}", summary: "Change a workspace's description or scope.", role: "operator", body: "WorkspaceUpdate", status: 200, response: "Workspace"},
+	{method: "DELETE", path: "/api/v1/workspaces/{ws}", summary: "Delete a workspace with its records and tasks.", role: "operator", status: 204},
+	{method: "GET", path: "/api/v1/workspaces/{ws}/records", summary: "List records; ?format=jsonl exports all of them as JSON Lines.", role: "viewer", params: []string{"kind", "key", "q", "task", "seen_since", "format", "cursor", "limit"}, status: 200, response: "RecordList"},
+	{method: "POST", path: "/api/v1/workspaces/{ws}/records", summary: "Ingest JSON Lines of records or Faraday bulk_create documents (application/x-ndjson), or one document (application/json). All or nothing.", role: "operator", params: []string{"task"}, body: "jsonl", status: 200, response: "IngestResult"},
+	{method: "GET", path: "/api/v1/workspaces/{ws}/scope/check", summary: "Whether a target is in the workspace's scope, and which entry decided.", role: "viewer", params: []string{"target"}, status: 200, response: "ScopeDecision"},
+
+	{method: "GET", path: "/api/v1/scans", summary: "List scans.", role: "viewer", params: []string{"workspace", "type", "enabled", "cursor", "limit"}, status: 200, response: "ScanList"},
+	{method: "POST", path: "/api/v1/scans", summary: "Create a scan; args are validated against the task type.", role: "operator", body: "ScanCreate", status: 201, response: "Scan"},
+	{method: "GET", path: "/api/v1/scans/{id}", summary: "Get a scan.", role: "viewer", status: 200, response: "Scan"},
+	{method: "PATCH", path: "/api/v1/scans/{id}", summary: "Change a scan.", role: "operator", body: "ScanUpdate", status: 200, response: "Scan"},
+	{method: "DELETE", path: "/api/v1/scans/{id}", summary: "Delete a scan; its tasks stay.", role: "operator", status: 204},
+	{method: "POST", path: "/api/v1/scans/{id}/run", summary: "Run a scan now; answers with the tasks it created.", role: "operator", status: 201, response: "TaskRun"},
+
+	{method: "GET", path: "/api/v1/tasks", summary: "List tasks, newest first.", role: "viewer", params: []string{"status", "scan", "workspace", "since", "until", "cursor", "limit"}, status: 200, response: "TaskList"},
+	{method: "GET", path: "/api/v1/tasks/{id}", summary: "Get a task.", role: "viewer", status: 200, response: "Task"},
+	{method: "GET", path: "/api/v1/tasks/{id}/logs", summary: "A task's log lines after line ?after=.", role: "viewer", params: []string{"after", "limit"}, status: 200, response: "TaskLogs"},
+
+	{method: "GET", path: "/api/v1/tokens", summary: "List API tokens (never their secrets).", role: "admin", status: 200, response: "TokenList"},
+	{method: "POST", path: "/api/v1/tokens", summary: "Create an API token; its secret is in this answer only.", role: "admin", body: "TokenCreate", status: 201, response: "TokenCreated"},
+	{method: "DELETE", path: "/api/v1/tokens/{id}", summary: "Revoke an API token.", role: "admin", status: 204},
+}
+
+var paramDocs = map[string]string{
+	"cursor": "Opaque cursor from a previous page's next_cursor.", "limit": "Page size, 1–1000 (default 100).",
+	"kind": "Record kind: host, domain, service, certificate, http, finding.", "key": "Exact natural key.",
+	"q": "Substring of the natural key.", "task": "Task id.", "seen_since": "RFC 3339 time; records last seen at or after it.",
+	"format": "json (default) or jsonl.", "target": "IP, CIDR, host name or URL.", "workspace": "Workspace name.",
+	"type": "Task type.", "enabled": "true or false.", "status": "Task status; repeat or comma-separate for several.",
+	"scan": "Scan id.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
+	"after": "Return lines numbered after this one.",
+}
+
+func obj(props map[string]any, required ...string) map[string]any {
+	m := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		m["required"] = required
+	}
+	return m
+}
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+func arr(items any) map[string]any   { return map[string]any{"type": "array", "items": items} }
+func listOf(name string) map[string]any {
+	return obj(map[string]any{"items": arr(ref(name)), "next_cursor": str})
+}
+
+var (
+	str     = map[string]any{"type": "string"}
+	integer = map[string]any{"type": "integer"}
+	boolean = map[string]any{"type": "boolean"}
+	tstamp  = map[string]any{"type": "string", "format": "date-time"}
+	ntstamp = map[string]any{"type": "string", "format": "date-time", "nullable": true}
+	strs    = arr(str)
+	anyObj  = map[string]any{"type": "object", "additionalProperties": true}
+)
+
+var schemas = map[string]any{
+	"Error":  obj(map[string]any{"error": obj(map[string]any{"code": str, "message": str, "details": strs}, "code", "message")}, "error"),
+	"Health": obj(map[string]any{"status": str, "version": str}),
+	"Scope":  obj(map[string]any{"include": strs, "exclude": strs, "allow_broad": boolean}),
+	"Workspace": obj(map[string]any{"id": str, "name": str, "description": str, "scope": ref("Scope"),
+		"created_at": tstamp, "updated_at": tstamp, "record_counts": map[string]any{"type": "object", "additionalProperties": integer}}),
+	"WorkspaceCreate": obj(map[string]any{"name": str, "description": str, "scope": ref("Scope")}, "name"),
+	"WorkspaceUpdate": obj(map[string]any{"description": str, "scope": ref("Scope")}),
+	"WorkspaceList":   listOf("Workspace"),
+	"ScopeDecision":   obj(map[string]any{"target": str, "in_scope": boolean, "rule": str, "reason": str}),
+	"Param": obj(map[string]any{"name": str, "type": map[string]any{"type": "string",
+		"enum": []string{"string", "integer", "boolean", "list", "ip", "cidr", "port-list", "duration"}},
+		"mandatory": boolean, "default": map[string]any{}, "description": str, "min": integer, "max": integer}),
+	"TaskType": obj(map[string]any{"name": str, "description": str, "params": arr(ref("Param")),
+		"requirements": arr(map[string]any{"type": "string", "enum": []string{"raw_sockets", "task_data", "recon_data", "queue_access"}}),
+		"pool":         map[string]any{"type": "string", "enum": []string{"external", "internal", "baremetal"}}, "timeout": str}),
+	"TaskTypeList": listOf("TaskType"),
+	"ScanCreate": obj(map[string]any{"name": str, "type": str, "args": anyObj, "workspaces": strs,
+		"frequency": map[string]any{"type": "string", "example": "24h"}, "cron": map[string]any{"type": "string", "example": "0 3 * * *"},
+		"timeout": str, "site": str, "single_run": boolean, "enabled": boolean, "manual_run_pending": boolean}, "name", "type", "workspaces"),
+	"ScanUpdate": obj(map[string]any{"name": str, "args": anyObj, "workspaces": strs, "frequency": str, "cron": str,
+		"timeout": str, "site": str, "single_run": boolean, "enabled": boolean, "manual_run_pending": boolean}),
+	"Scan": obj(map[string]any{"id": str, "name": str, "type": str, "args": anyObj, "workspaces": strs, "frequency": str,
+		"cron": str, "timeout": str, "site": str, "single_run": boolean, "enabled": boolean, "manual_run_pending": boolean,
+		"last_run_at": ntstamp, "created_at": tstamp, "updated_at": tstamp}),
+	"ScanList": listOf("Scan"),
+	"Task": obj(map[string]any{"id": str, "scan_id": str, "type": str, "workspace": str, "pool": str, "site": str,
+		"status":   map[string]any{"type": "string", "enum": []string{"created", "queued", "requested", "started", "finished", "failed", "cancelled"}},
+		"attempts": integer, "max_attempts": integer, "worker_id": str, "timeout": str, "input": anyObj, "output": anyObj, "error": str,
+		"created_at": tstamp, "queued_at": ntstamp, "requested_at": ntstamp, "started_at": ntstamp, "finished_at": ntstamp,
+		"failed_at": ntstamp, "cancelled_at": ntstamp, "updated_at": tstamp}),
+	"TaskList": listOf("Task"),
+	"TaskRun":  obj(map[string]any{"tasks": arr(ref("Task"))}),
+	"TaskLogs": obj(map[string]any{"items": arr(obj(map[string]any{"seq": integer, "time": tstamp, "line": str})), "next_after": integer}),
+	"Record": map[string]any{"type": "object", "additionalProperties": true, "description": "A flat record: its own fields plus id, key, workspace, first_seen, last_seen, first_task, last_task.",
+		"properties": map[string]any{"kind": map[string]any{"type": "string", "enum": []string{"host", "domain", "service", "certificate", "http", "finding"}},
+			"id": str, "key": str, "workspace": str, "first_seen": tstamp, "last_seen": tstamp, "first_task": str, "last_task": str}},
+	"RecordList":   listOf("Record"),
+	"IngestResult": obj(map[string]any{"accepted": integer, "new": integer, "changed": integer, "unchanged": integer}),
+	"Token": obj(map[string]any{"id": str, "name": str, "role": map[string]any{"type": "string", "enum": []string{"admin", "operator", "viewer"}},
+		"prefix": str, "created_at": tstamp, "last_used_at": ntstamp}),
+	"TokenList":    listOf("Token"),
+	"TokenCreate":  obj(map[string]any{"name": str, "role": map[string]any{"type": "string", "enum": []string{"admin", "operator", "viewer"}}}, "name", "role"),
+	"TokenCreated": map[string]any{"allOf": []any{ref("Token"), obj(map[string]any{"token": str})}},
+}
+
+var (
+	openAPIOnce sync.Once
+	openAPIDoc  map[string]any
+)
+
+// OpenAPI returns the OpenAPI 3 document of the API.
+func OpenAPI(version string) map[string]any {
+	openAPIOnce.Do(func() { openAPIDoc = buildOpenAPI() })
+	doc := make(map[string]any, len(openAPIDoc))
+	for k, v := range openAPIDoc {
+		doc[k] = v
+	}
+	doc["info"] = map[string]any{"title": "scanfleet API", "version": version,
+		"description": "Distributed attack-surface scanning: workspaces with a scope, scans, tasks and an asset inventory."}
+	return doc
+}
+
+func buildOpenAPI() map[string]any {
+	errResp := map[string]any{"description": "Error", "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+	paths := map[string]any{}
+	for _, op := range operations {
+		item, _ := paths[op.path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[op.path] = item
+		}
+		var params []any
+		for _, seg := range strings.Split(op.path, "/") {
+			if strings.HasPrefix(seg, "{") {
+				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": str})
+			}
+		}
+		for _, p := range op.params {
+			params = append(params, map[string]any{"name": p, "in": "query", "description": paramDocs[p], "schema": str})
+		}
+		resp := map[string]any{"description": http.StatusText(op.status)}
+		switch op.response {
+		case "":
+		case "text":
+			resp["content"] = map[string]any{"text/plain": map[string]any{"schema": str}}
+		case "object":
+			resp["content"] = map[string]any{"application/json": map[string]any{"schema": anyObj}}
+		default:
+			resp["content"] = map[string]any{"application/json": map[string]any{"schema": ref(op.response)}}
+		}
+		o := map[string]any{
+			"summary":     op.summary,
+			"operationId": strings.ToLower(op.method) + strings.NewReplacer("/api/v1", "", "/", "_", "{", "", "}", "", "-", "_", ".", "_").Replace(op.path),
+			"responses":   map[string]any{itoa3(op.status): resp, "default": errResp},
+		}
+		if len(params) > 0 {
+			o["parameters"] = params
+		}
+		if op.role == "" {
+			o["security"] = []any{}
+		} else {
+			o["description"] = "Needs a token with the " + op.role + " role or higher."
+		}
+		switch op.body {
+		case "":
+		case "jsonl":
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{
+				"application/x-ndjson": map[string]any{"schema": str},
+				"application/json":     map[string]any{"schema": anyObj},
+			}}
+		default:
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": ref(op.body)}}}
+		}
+		item[strings.ToLower(op.method)] = o
+	}
+	return map[string]any{
+		"openapi": "3.0.3",
+		"servers": []any{map[string]any{"url": "/"}},
+		"paths":   paths,
+		"components": map[string]any{
+			"schemas":         schemas,
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
+		},
+		"security": []any{map[string]any{"bearer": []any{}}},
+	}
+}
+
+func itoa3(n int) string {
+	return string([]byte{byte('0' + n/100), byte('0' + n/10%10), byte('0' + n%10)})
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, OpenAPI(s.cfg.Version))
+}

@@ -1,0 +1,164 @@
+package http
+
+import (
+	"net/http"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+func (s *Server) handleListTaskTypes(w http.ResponseWriter, r *http.Request) {
+	type taskType struct {
+		*scanfleet.TaskType
+		Pool    scanfleet.Pool     `json:"pool"`
+		Timeout scanfleet.Duration `json:"timeout"`
+	}
+	var out []taskType
+	for _, t := range s.registry.List() {
+		d := t.Timeout
+		if d == 0 {
+			d = scanfleet.DefaultTaskTimeout
+		}
+		out = append(out, taskType{TaskType: t, Pool: t.Pool(), Timeout: scanfleet.Duration(d)})
+	}
+	writeJSON(w, http.StatusOK, newList(out, ""))
+}
+
+type createScanRequest struct {
+	Name             string             `json:"name"`
+	Type             string             `json:"type"`
+	Args             map[string]any     `json:"args"`
+	Workspaces       []string           `json:"workspaces"`
+	Frequency        scanfleet.Duration `json:"frequency"`
+	Cron             string             `json:"cron"`
+	Timeout          scanfleet.Duration `json:"timeout"`
+	Site             string             `json:"site"`
+	SingleRun        bool               `json:"single_run"`
+	Enabled          *bool              `json:"enabled"`
+	ManualRunPending bool               `json:"manual_run_pending"`
+}
+
+func (s *Server) handleCreateScan(w http.ResponseWriter, r *http.Request) {
+	var req createScanRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	now := s.cfg.Now()
+	scan := &scanfleet.Scan{
+		ID: scanfleet.NewID(), Name: req.Name, Type: req.Type, Args: req.Args, Workspaces: req.Workspaces,
+		Frequency: req.Frequency, Cron: req.Cron, Timeout: req.Timeout, Site: req.Site,
+		SingleRun: req.SingleRun, Enabled: req.Enabled == nil || *req.Enabled,
+		ManualRunPending: req.ManualRunPending, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := scan.Validate(s.registry); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.store.CreateScan(r.Context(), scan); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/api/v1/scans/"+scan.ID)
+	writeJSON(w, http.StatusCreated, scan)
+}
+
+func (s *Server) handleListScans(w http.ResponseWriter, r *http.Request) {
+	p, err := page(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f := scanfleet.ScanFilter{Workspace: r.URL.Query().Get("workspace"), Type: r.URL.Query().Get("type"), Page: p}
+	switch v := r.URL.Query().Get("enabled"); v {
+	case "":
+	case "true", "false":
+		b := v == "true"
+		f.Enabled = &b
+	default:
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "enabled: %q is not true or false", v))
+		return
+	}
+	items, next, err := s.store.ListScans(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newList(items, next))
+}
+
+func (s *Server) handleGetScan(w http.ResponseWriter, r *http.Request) {
+	scan, err := s.store.FindScan(r.Context(), pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, scan)
+}
+
+func (s *Server) handleUpdateScan(w http.ResponseWriter, r *http.Request) {
+	var upd scanfleet.ScanUpdate
+	if err := s.decodeJSON(w, r, &upd); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	scan, err := s.store.FindScan(r.Context(), pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	upd.Apply(scan)
+	scan.UpdatedAt = s.cfg.Now()
+	if err := scan.Validate(s.registry); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.store.UpdateScan(r.Context(), scan); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, scan)
+}
+
+func (s *Server) handleDeleteScan(w http.ResponseWriter, r *http.Request) {
+	if err := s.store.DeleteScan(r.Context(), pathValue(r, "id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleRunScan creates the tasks of one run of the scan now: one per
+// workspace. It answers with the tasks.
+func (s *Server) handleRunScan(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	scan, err := s.store.FindScan(ctx, pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tt, err := s.registry.Lookup(scan.Type)
+	if err != nil {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.ECONFLICT, "scan %s has task type %q, which this server does not know", scan.ID, scan.Type))
+		return
+	}
+	workspaces := make([]*scanfleet.Workspace, 0, len(scan.Workspaces))
+	for _, name := range scan.Workspaces {
+		ws, err := s.store.FindWorkspace(ctx, name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		workspaces = append(workspaces, ws)
+	}
+	now := s.cfg.Now()
+	tasks, err := scanfleet.NewScanTasks(scan, tt, workspaces, now)
+	if err == nil {
+		err = s.store.CreateScanTasks(ctx, scan.ID, tasks, now)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.tasksCreated.Add(float64(len(tasks)))
+	writeJSON(w, http.StatusCreated, map[string]any{"tasks": tasks})
+}

@@ -1,0 +1,341 @@
+package http
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the address to listen on. Default "127.0.0.1:8080"; port 0
+	// picks a free port (see Server.Addr).
+	Addr string
+	// MaxBodyBytes bounds a request body. Default scanfleet.DefaultMaxBodyBytes (10 MiB).
+	MaxBodyBytes int64
+	// MaxLineBytes bounds one line of a JSON Lines body. Default scanfleet.DefaultMaxLineBytes (1 MiB).
+	MaxLineBytes int
+	// Version is reported by /api/v1/health. Default "dev".
+	Version string
+	// Logger receives request errors. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns the config with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
+	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, scanfleet.DefaultMaxBodyBytes)
+	c.MaxLineBytes = cmp.Or(c.MaxLineBytes, scanfleet.DefaultMaxLineBytes)
+	c.Version = cmp.Or(c.Version, "dev")
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.MaxBodyBytes < 1 {
+		return fmt.Errorf("MaxBodyBytes: must be positive, got %d", c.MaxBodyBytes)
+	}
+	if c.MaxLineBytes < 1 {
+		return fmt.Errorf("MaxLineBytes: must be positive, got %d", c.MaxLineBytes)
+	}
+	if int64(c.MaxLineBytes) > c.MaxBodyBytes {
+		return fmt.Errorf("MaxLineBytes: %d is larger than MaxBodyBytes %d", c.MaxLineBytes, c.MaxBodyBytes)
+	}
+	return nil
+}
+
+// Server is the scanfleet HTTP server.
+type Server struct {
+	cfg      Config
+	store    scanfleet.Store
+	registry *scanfleet.Registry
+	logger   *slog.Logger
+	router   chi.Router
+	metrics  *metrics
+
+	mu   sync.Mutex
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{}
+
+	touchMu sync.Mutex
+	touched map[string]time.Time // token id → last time we stored its use
+}
+
+// NewServer returns a server over store for the task types in registry.
+func NewServer(store scanfleet.Store, registry *scanfleet.Registry, cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("http config: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, store: store, registry: registry, logger: cfg.Logger,
+		touched: map[string]time.Time{},
+	}
+	s.metrics = newMetrics(store)
+	s.router = s.routes()
+	return s, nil
+}
+
+// Handler returns the server's handler, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Start listens on Config.Addr and serves in the background until Stop.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	s.done = make(chan struct{})
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http serve", slog.Any("err", err))
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on, nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// URL returns the server's base URL, "" before Start.
+func (s *Server) URL() string {
+	a := s.Addr()
+	if a == nil {
+		return ""
+	}
+	return "http://" + a.String()
+}
+
+// Stop stops accepting requests and waits up to ctx for those in flight.
+func (s *Server) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv, done := s.srv, s.done
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	err := srv.Shutdown(ctx)
+	<-done
+	return err
+}
+
+// routes builds the router. Every route added here must be described in
+// openapi.go; TestOpenAPICoversRoutes fails otherwise.
+func (s *Server) routes() chi.Router {
+	r := chi.NewRouter()
+	r.Use(s.metrics.middleware, s.recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.ENOTFOUND, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.ENOTALLOWED, "method %s is not allowed on %s", r.Method, r.URL.Path))
+	})
+	r.Get("/api/v1/health", s.handleHealth)
+	r.With(s.auth(scanfleet.RoleViewer)).Get("/metrics", s.metrics.handler().ServeHTTP)
+
+	r.Route("/api/v1", func(r chi.Router) {
+		viewer := r.With(s.auth(scanfleet.RoleViewer))
+		operator := r.With(s.auth(scanfleet.RoleOperator))
+		admin := r.With(s.auth(scanfleet.RoleAdmin))
+
+		viewer.Get("/openapi.json", s.handleOpenAPI)
+		viewer.Get("/task-types", s.handleListTaskTypes)
+
+		viewer.Get("/workspaces", s.handleListWorkspaces)
+		operator.Post("/workspaces", s.handleCreateWorkspace)
+		viewer.Get("/workspaces/{ws}", s.handleGetWorkspace)
+		operator.Patch("/workspaces/{ws}", s.handleUpdateWorkspace)
+		operator.Delete("/workspaces/{ws}", s.handleDeleteWorkspace)
+		viewer.Get("/workspaces/{ws}/records", s.handleListRecords)
+		operator.Post("/workspaces/{ws}/records", s.handleIngestRecords)
+		viewer.Get("/workspaces/{ws}/scope/check", s.handleCheckScope)
+
+		viewer.Get("/scans", s.handleListScans)
+		operator.Post("/scans", s.handleCreateScan)
+		viewer.Get("/scans/{id}", s.handleGetScan)
+		operator.Patch("/scans/{id}", s.handleUpdateScan)
+		operator.Delete("/scans/{id}", s.handleDeleteScan)
+		operator.Post("/scans/{id}/run", s.handleRunScan)
+
+		viewer.Get("/tasks", s.handleListTasks)
+		viewer.Get("/tasks/{id}", s.handleGetTask)
+		viewer.Get("/tasks/{id}/logs", s.handleTaskLogs)
+
+		admin.Get("/tokens", s.handleListTokens)
+		admin.Post("/tokens", s.handleCreateToken)
+		admin.Delete("/tokens/{id}", s.handleDeleteToken)
+	})
+	return r
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.writeError(w, r, fmt.Errorf("panic: %v", v))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.logger.Error("health: store ping", slog.Any("err", err))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "version": s.cfg.Version})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.cfg.Version})
+}
+
+// decodeJSON reads a JSON request body into v: one value, no unknown
+// fields, at most MaxBodyBytes. Errors name the problem and where.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return scanfleet.Errorf(scanfleet.EUNSUPPORTED, "body: content type %q is not application/json", ct)
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err, s.cfg.MaxBodyBytes)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		if err != nil {
+			return bodyError(err, s.cfg.MaxBodyBytes)
+		}
+		return scanfleet.Errorf(scanfleet.EINVALID, "body: data after the JSON value at byte %d", dec.InputOffset())
+	}
+	return nil
+}
+
+func bodyError(err error, limit int64) error {
+	var (
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+		me *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &me):
+		return scanfleet.Errorf(scanfleet.ETOOLARGE, "body: larger than the %d-byte limit", limit)
+	case errors.As(err, &se):
+		return scanfleet.Errorf(scanfleet.EINVALID, "body: malformed JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		return scanfleet.Errorf(scanfleet.EINVALID, "%s: JSON %s where %s was expected", field, te.Value, jsonTypeName(te.Type.String()))
+	case errors.Is(err, io.EOF):
+		return scanfleet.Errorf(scanfleet.EINVALID, "body: is empty; a JSON object was expected")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return scanfleet.Errorf(scanfleet.EINVALID, "body: malformed JSON: unexpected end of input")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return scanfleet.Errorf(scanfleet.EINVALID, "body: unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	var appErr *scanfleet.Error
+	if errors.As(err, &appErr) {
+		return appErr
+	}
+	// Errors from a field's own UnmarshalJSON (Duration, say).
+	return scanfleet.Errorf(scanfleet.EINVALID, "body: %v", err)
+}
+
+func jsonTypeName(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["), strings.Contains(goType, "."):
+		return "an object"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "bool":
+		return "a boolean"
+	}
+	return "a " + goType
+}
+
+// page reads the cursor and limit query parameters.
+func page(r *http.Request) (scanfleet.Page, error) {
+	p := scanfleet.Page{Cursor: r.URL.Query().Get("cursor")}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return p, scanfleet.Errorf(scanfleet.EINVALID, "limit: %q is not a number", v)
+		}
+		p.Limit = n
+	}
+	return p.Normalize()
+}
+
+// list is the JSON shape of every list response.
+type list[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"next_cursor"`
+}
+
+func newList[T any](items []T, next string) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return list[T]{Items: items, NextCursor: next}
+}
+
+func queryTime(r *http.Request, name string) (time.Time, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, scanfleet.Errorf(scanfleet.EINVALID, "%s: %q is not an RFC 3339 time such as 2026-01-02T15:04:05Z", name, v)
+	}
+	return t, nil
+}
