@@ -1,0 +1,267 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scanfleet/scanfleet/postgres/pgtest"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds cmd/scanfleet once for the package's tests.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "scanfleet-e2e-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "scanfleet")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/scanfleet").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+// server is a scanfleet server running as a real process.
+type server struct {
+	cmd    *exec.Cmd
+	url    string
+	token  string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// startServer runs "scanfleet server" on port 0 and reads the URL and the
+// admin token it prints.
+func startServer(t *testing.T, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"server", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = cleanEnv()
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = s.stderr
+	require.NoError(t, cmd.Start())
+	go func() { s.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	deadline := time.After(60 * time.Second)
+	for s.url == "" || s.token == "" {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "server exited before it printed its URL and token; stderr:\n%s", s.stderr)
+			if _, after, ok := strings.Cut(l, " listening on "); ok {
+				s.url = strings.Fields(after)[0]
+			}
+			if _, after, ok := strings.Cut(l, "Admin API token (shown once; store it now): "); ok {
+				s.token = strings.TrimSpace(after)
+			}
+		case <-deadline:
+			t.Fatalf("server printed no URL and token within 60 s; stderr:\n%s", s.stderr)
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	return s
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SCANFLEET_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// cli runs a client command against s and returns its stdout.
+func (s *server) cli(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, code := s.run(t, stdin, args...)
+	require.Equal(t, 0, code, "scanfleet %s\nstderr: %s", strings.Join(args, " "), errOut)
+	return out
+}
+
+func (s *server) run(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Env = append(cleanEnv(), "SCANFLEET_SERVER="+s.url, "SCANFLEET_TOKEN="+s.token)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+const bulkCreate = `{"hosts":[{"ip":"10.0.0.7","hostnames":["web.acme.example"],"services":[{"name":"https","port":443,"protocol":"tcp","status":"open","vulnerabilities":[{"name":"Weak TLS","severity":"medium","desc":"TLS 1.0 enabled"}]}]}]}`
+
+func TestEndToEndSQLite(t *testing.T) {
+	t.Parallel()
+	endToEnd(t, "--data-dir", t.TempDir())
+}
+
+func TestEndToEndPostgres(t *testing.T) {
+	t.Parallel()
+	endToEnd(t, "--database-url", pgtest.URL(t))
+}
+
+// endToEnd drives a real server process through the CLI: a workspace, a
+// scan and its run, a bulk_create document and native JSON lines, and the
+// records read back.
+func endToEnd(t *testing.T, storeArgs ...string) {
+	s := startServer(t, storeArgs...)
+
+	out := s.cli(t, "", "workspace", "create", "acme", "--include", "10.0.0.0/24,*.acme.example", "--exclude", "10.0.0.5")
+	require.Contains(t, out, "acme")
+	out = s.cli(t, "", "workspace", "check", "acme", "10.0.0.5", "-o", "json")
+	require.Contains(t, out, `"in_scope": false`)
+
+	out = s.cli(t, "", "scan", "create", "--name", "nightly", "--type", "noop", "--arg", "sleep=1s", "--arg", "records=10",
+		"--workspace", "acme", "--frequency", "24h", "-o", "json")
+	var scan map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &scan))
+	require.Equal(t, "24h0m0s", scan["frequency"])
+
+	out = s.cli(t, "", "scan", "run", "nightly", "-o", "json")
+	var tasks []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &tasks))
+	require.Len(t, tasks, 1)
+	require.Equal(t, "created", tasks[0]["status"])
+	out = s.cli(t, "", "task", "list", "--status", "created")
+	require.Contains(t, out, tasks[0]["id"])
+
+	dir := t.TempDir()
+	bulk := filepath.Join(dir, "faraday.json")
+	require.NoError(t, os.WriteFile(bulk, []byte(bulkCreate), 0o600))
+	out = s.cli(t, "", "records", "ingest", "acme", bulk, "-o", "json")
+	require.Contains(t, out, `"new": 4`)
+
+	jsonl := `{"kind":"service","ip":"10.0.0.8","port":22,"name":"ssh","banner":"OpenSSH_9.6"}
+{"kind":"http","url":"HTTPS://web.acme.example:443","status_code":200,"title":"Acme"}
+`
+	out = s.cli(t, jsonl, "records", "ingest", "acme", "-", "-o", "json")
+	require.Contains(t, out, `"new": 2`)
+
+	// A bad line is refused with its number and nothing is stored.
+	_, errOut, code := s.run(t, `{"kind":"host","ip":"10.0.0.9"}`+"\n"+`{"kind":"service","ip":"10.0.0.9","port":0}`, "records", "ingest", "acme", "-")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "line 2: service.port")
+
+	out = s.cli(t, "", "records", "list", "acme", "-o", "jsonl")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 6)
+	keys := map[string]bool{}
+	for _, l := range lines {
+		var r map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &r))
+		keys[r["kind"].(string)+" "+r["key"].(string)] = true
+	}
+	require.True(t, keys["host 10.0.0.7"])
+	require.True(t, keys["domain web.acme.example"])
+	require.True(t, keys["service 10.0.0.7:443/tcp"])
+	require.True(t, keys["service 10.0.0.8:22/tcp"])
+	require.True(t, keys["http https://web.acme.example/"])
+
+	out = s.cli(t, "", "records", "list", "acme", "--kind", "service", "-o", "csv")
+	require.True(t, strings.HasPrefix(out, "KIND,KEY,DETAILS,FIRST SEEN,LAST SEEN\n"), out)
+	require.Equal(t, 3, strings.Count(out, "\n"))
+	out = s.cli(t, "", "records", "list", "acme", "--kind", "finding")
+	require.Contains(t, out, "Weak TLS")
+
+	// A viewer token made directly in the store reads but cannot write.
+	if storeArgs[0] == "--data-dir" {
+		viewer := exec.Command(binary(t), "token", "create", "--role", "viewer", "--name", "ro", storeArgs[0], storeArgs[1])
+		viewer.Env = cleanEnv()
+		secret, err := viewer.Output()
+		require.NoError(t, err)
+		ro := &server{url: s.url, token: strings.TrimSpace(string(secret))}
+		require.Contains(t, ro.cli(t, "", "workspace", "list"), "acme")
+		_, errOut, code = ro.run(t, "", "workspace", "create", "other", "--include", "10.1.0.0/24")
+		require.Equal(t, 1, code)
+		require.Contains(t, errOut, "operator role")
+	}
+
+	// SIGTERM stops the server cleanly.
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-s.done:
+		require.NoError(t, err, "stderr:\n%s", s.stderr)
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not stop within 15 s of SIGTERM")
+	}
+}
+
+// TestFirstStartOnly checks that the admin token is printed on the first
+// start only.
+func TestFirstStartOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, "--data-dir", dir)
+	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
+	<-s.done
+
+	cmd := exec.Command(binary(t), "server", "--addr", "127.0.0.1:0")
+	cmd.Env = append(cleanEnv(), "SCANFLEET_DATA_DIR="+dir)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	sc := bufio.NewScanner(stdout)
+	require.True(t, sc.Scan())
+	require.Contains(t, sc.Text(), "listening on http://127.0.0.1:")
+	require.Contains(t, sc.Text(), dir, "SCANFLEET_DATA_DIR was not used")
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	rest, _ := io.ReadAll(stdout)
+	require.NoError(t, cmd.Wait())
+	require.NotContains(t, string(rest), "Admin API token")
+}

@@ -1,0 +1,146 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/scanfleet/scanfleet"
+	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/postgres"
+	"github.com/scanfleet/scanfleet/sqlite"
+)
+
+// storeFlags pick the store: PostgreSQL when --database-url is set, else
+// SQLite in --data-dir.
+type storeFlags struct {
+	dataDir     string
+	databaseURL string
+}
+
+func addStoreFlags(cmd *cobra.Command) *storeFlags {
+	f := &storeFlags{}
+	cmd.Flags().StringVar(&f.dataDir, "data-dir", "./scanfleet-data", "directory for the SQLite database and other state")
+	cmd.Flags().StringVar(&f.databaseURL, "database-url", "", "postgres://… URL to use PostgreSQL instead of SQLite")
+	return f
+}
+
+// describe says which store the flags pick, without any password.
+func (f *storeFlags) describe() string {
+	if f.databaseURL != "" {
+		return "PostgreSQL"
+	}
+	return "SQLite in " + f.dataDir
+}
+
+func (f *storeFlags) open(ctx context.Context) (scanfleet.Store, error) {
+	if f.databaseURL != "" {
+		if !strings.HasPrefix(f.databaseURL, "postgres://") && !strings.HasPrefix(f.databaseURL, "postgresql://") {
+			return nil, usagef("--database-url must be a postgres:// URL")
+		}
+		return postgres.Open(ctx, postgres.Config{URL: f.databaseURL})
+	}
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(f.dataDir, "scanfleet.db")})
+}
+
+// registry returns the task types this build knows.
+func registry() *scanfleet.Registry {
+	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType())
+	if err != nil {
+		panic(err) // a bug in a built-in task type
+	}
+	return reg
+}
+
+func (a *app) serverCommand() *cobra.Command {
+	var (
+		addr         string
+		maxBody      int64
+		maxLine      int
+		logLevel     string
+		shutdownWait time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the scanfleet server",
+		Long: `Run the scanfleet server: the REST API under /api/v1 and metrics under /metrics.
+
+With no flags it is complete on one machine: SQLite in ./scanfleet-data and
+HTTP on 127.0.0.1:8080. On first start with an empty store it creates an
+admin API token and prints it once.`,
+		Args: cobra.NoArgs,
+	}
+	sf := addStoreFlags(cmd)
+	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to serve HTTP on (port 0 picks a free one)")
+	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", scanfleet.DefaultMaxBodyBytes, "largest request body accepted")
+	cmd.Flags().IntVar(&maxLine, "max-line-bytes", scanfleet.DefaultMaxLineBytes, "longest JSON Lines line accepted")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().DurationVar(&shutdownWait, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight on shutdown")
+	envHelp(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+			return usagef("--log-level %q is not debug, info, warn or error", logLevel)
+		}
+		logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+
+		store, err := sf.open(ctx)
+		if err != nil {
+			return fmt.Errorf("open store (%s): %w", sf.describe(), err)
+		}
+		defer store.Close()
+		srv, err := sfhttp.NewServer(store, registry(), sfhttp.Config{
+			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
+		})
+		if err != nil {
+			return usageError{err}
+		}
+		if err := srv.Start(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "scanfleet %s listening on %s (store: %s)\n", version(), srv.URL(), sf.describe())
+		if err := a.bootstrapToken(ctx, store, srv.URL()); err != nil {
+			_ = srv.Stop(context.Background())
+			return err
+		}
+		<-ctx.Done()
+		logger.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
+		defer cancel()
+		return srv.Stop(sctx)
+	}
+	return cmd
+}
+
+// bootstrapToken creates and prints an admin token when the store has none,
+// so that a fresh server can be used at once. The secret is shown only here.
+func (a *app) bootstrapToken(ctx context.Context, store scanfleet.Store, url string) error {
+	n, err := store.CountTokens(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	tok, secret, err := scanfleet.NewToken("bootstrap-admin", scanfleet.RoleAdmin, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := store.CreateToken(ctx, tok); err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	fmt.Fprintf(a.stdout, "\nAdmin API token (shown once; store it now): %s\n", secret)
+	fmt.Fprintf(a.stdout, "Try: curl -H 'Authorization: Bearer %s' %s/api/v1/workspaces\n", secret, url)
+	fmt.Fprintf(a.stdout, "Or:  export SCANFLEET_SERVER=%s SCANFLEET_TOKEN=%s; scanfleet workspace list\n\n", url, secret)
+	return nil
+}
