@@ -253,6 +253,8 @@ func TestFirstStartOnly(t *testing.T) {
 
 	cmd := exec.Command(binary(t), "server", "--addr", "127.0.0.1:0")
 	cmd.Env = append(cleanEnv(), "SCANFLEET_DATA_DIR="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -262,6 +264,6 @@ func TestFirstStartOnly(t *testing.T) {
 	require.Contains(t, sc.Text(), dir, "SCANFLEET_DATA_DIR was not used")
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	rest, _ := io.ReadAll(stdout)
-	require.NoError(t, cmd.Wait())
+	require.NoError(t, cmd.Wait(), "stderr:\n%s", &stderr)
 	require.NotContains(t, string(rest), "Admin API token")
 }

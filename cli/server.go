@@ -112,7 +112,12 @@ admin API token and prints it once.`,
 			return err
 		}
 		fmt.Fprintf(a.stdout, "scanfleet %s listening on %s (store: %s)\n", version(), srv.URL(), sf.describe())
-		if err := a.bootstrapToken(ctx, store, srv.URL()); err != nil {
+		// A signal during start-up must not turn into an error: the token
+		// step runs to its end, then the server stops normally.
+		bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err = a.bootstrapToken(bctx, store, srv.URL())
+		bcancel()
+		if err != nil {
 			_ = srv.Stop(context.Background())
 			return err
 		}
