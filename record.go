@@ -160,8 +160,15 @@ func NewRecord(data map[string]any) (Record, error) {
 				host = pu.Hostname()
 			}
 		}
+		// A cloud finding names a VM of the workspace's cloud inventory,
+		// which has no address of its own.
+		if host == "" && data["vm_id"] != nil {
+			if id := f.str("vm_id"); id != "" {
+				host = "vm:" + id
+			}
+		}
 		if f.err == nil && host == "" {
-			f.fail("ip", "is missing: a finding names its ip, host or url")
+			f.fail("ip", "is missing: a finding names its ip, host, url or vm_id")
 		}
 		port := f.port("port", false)
 		proto := ""

@@ -219,7 +219,7 @@ func TestNewRecordErrors(t *testing.T) {
 		{"finding name blank", `{"kind": "finding", "ip": "10.0.0.7", "name": "  "}`, `finding.name: is missing`},
 		{"finding name not a string", `{"kind": "finding", "ip": "10.0.0.7", "name": 5}`, `finding.name: 5 is not a string`},
 		{"finding severity", `{"kind": "finding", "ip": "10.0.0.7", "name": "x", "severity": "urgent"}`, `finding.severity: "urgent" is not one of info, low, medium, high, critical`},
-		{"finding without a host", `{"kind": "finding", "name": "x"}`, `finding.ip: is missing: a finding names its ip, host or url`},
+		{"finding without a host", `{"kind": "finding", "name": "x"}`, `finding.ip: is missing: a finding names its ip, host, url or vm_id`},
 		{"finding ip bad", `{"kind": "finding", "name": "x", "ip": "x"}`, `finding.ip: "x" is not an IP address`},
 		{"finding host not a string", `{"kind": "finding", "name": "x", "host": 5, "url": "http://example.com/"}`, `finding.host: 5 is not a string`},
 		{"finding host bad", `{"kind": "finding", "name": "x", "host": "-x.com"}`, `finding.host: "-x.com" has a label that starts or ends with '-'`},

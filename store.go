@@ -11,6 +11,7 @@ type Store interface {
 	TaskStore
 	RecordStore
 	TokenStore
+	CloudStore
 	Ping(ctx context.Context) error
 	Close() error
 }

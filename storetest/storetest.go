@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"TaskLog", taskLogTests},
 		{"Record", recordTests},
 		{"Token", tokenTests},
+		{"Cloud", cloudTests},
 		{"Store", storeTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {
