@@ -473,3 +473,23 @@ func TestAppendAttackers(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, `[]`, string(js))
 }
+
+func TestFindings(t *testing.T) {
+	t.Parallel()
+	env := &Env{
+		VMs: []VM{
+			{ID: "edge-1", Tags: []string{"internet"}},
+			{ID: "app-1", Tags: []string{"app", "monitored"}},
+			{ID: "db-1", Tags: []string{"db"}},
+			{ID: "lonely", Tags: []string{"other"}},
+		},
+		Rules: []Rule{{ID: "r1", SourceTag: "internet", DestTag: "app"}, {ID: "r2", SourceTag: "app", DestTag: "db"}},
+	}
+	g, err := Build(env)
+	require.NoError(t, err)
+	fs := Findings(g, "internet")
+	require.Len(t, fs, 2)
+	require.Equal(t, "app-1", fs[0]["vm_id"])
+	require.Equal(t, "db-1", fs[1]["vm_id"])
+	require.Empty(t, Findings(g, "nobody"))
+}

@@ -112,6 +112,7 @@ Start a server with "scanfleet server"; the other commands talk to it with
 		a.scanCommand(),
 		a.taskCommand(),
 		a.recordsCommand(),
+		a.attackSurfaceCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/attacksurface"
 	sfhttp "github.com/scanfleet/scanfleet/http"
 	"github.com/scanfleet/scanfleet/postgres"
 	"github.com/scanfleet/scanfleet/sqlite"
@@ -56,7 +57,7 @@ func (f *storeFlags) open(ctx context.Context) (scanfleet.Store, error) {
 
 // registry returns the task types this build knows.
 func registry() *scanfleet.Registry {
-	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType())
+	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), attacksurface.TaskType())
 	if err != nil {
 		panic(err) // a bug in a built-in task type
 	}

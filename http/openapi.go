@@ -33,6 +33,10 @@ var operations = []operation{
 	{method: "POST", path: "/api/v1/workspaces/{ws}/records", summary: "Ingest JSON Lines of records or Faraday bulk_create documents (application/x-ndjson), or one document (application/json). All or nothing.", role: "operator", params: []string{"task"}, body: "jsonl", status: 200, response: "IngestResult"},
 	{method: "GET", path: "/api/v1/workspaces/{ws}/scope/check", summary: "Whether a target is in the workspace's scope, and which entry decided.", role: "viewer", params: []string{"target"}, status: 200, response: "ScopeDecision"},
 
+	{method: "GET", path: "/api/v1/workspaces/{ws}/cloud", summary: "The workspace's cloud environment (VMs with tags, firewall rules between tags).", role: "viewer", status: 200, response: "CloudEnvDoc"},
+	{method: "PUT", path: "/api/v1/workspaces/{ws}/cloud", summary: "Replace the workspace's cloud environment; validated and analysed before it is stored.", role: "operator", body: "CloudEnvDoc", status: 200, response: "CloudEnv"},
+	{method: "GET", path: "/api/v1/workspaces/{ws}/attack", summary: "Which VMs can attack ?vm_id=: sorted ids; transitive (lateral movement) unless mode=direct (one hop) or mode=tag (surfacescan's tag closure).", role: "viewer", params: []string{"vm_id", "mode"}, status: 200, response: "VMIDs"},
+
 	{method: "GET", path: "/api/v1/scans", summary: "List scans.", role: "viewer", params: []string{"workspace", "type", "enabled", "cursor", "limit"}, status: 200, response: "ScanList"},
 	{method: "POST", path: "/api/v1/scans", summary: "Create a scan; args are validated against the task type.", role: "operator", body: "ScanCreate", status: 201, response: "Scan"},
 	{method: "GET", path: "/api/v1/scans/{id}", summary: "Get a scan.", role: "viewer", status: 200, response: "Scan"},
@@ -57,6 +61,7 @@ var paramDocs = map[string]string{
 	"type": "Task type.", "enabled": "true or false.", "status": "Task status; repeat or comma-separate for several.",
 	"scan": "Scan id.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
 	"after": "Return lines numbered after this one.",
+	"vm_id": "A VM id of the cloud environment.", "mode": "transitive (default), direct or tag.",
 }
 
 func obj(props map[string]any, required ...string) map[string]any {
@@ -120,7 +125,12 @@ var schemas = map[string]any{
 	"Record": map[string]any{"type": "object", "additionalProperties": true, "description": "A flat record: its own fields plus id, key, workspace, first_seen, last_seen, first_task, last_task.",
 		"properties": map[string]any{"kind": map[string]any{"type": "string", "enum": []string{"host", "domain", "service", "certificate", "http", "finding"}},
 			"id": str, "key": str, "workspace": str, "first_seen": tstamp, "last_seen": tstamp, "first_task": str, "last_task": str}},
-	"RecordList":   listOf("Record"),
+	"RecordList": listOf("Record"),
+	"CloudEnvDoc": obj(map[string]any{
+		"vms":      arr(obj(map[string]any{"vm_id": str, "name": str, "tags": strs}, "vm_id")),
+		"fw_rules": arr(obj(map[string]any{"fw_id": str, "source_tag": str, "dest_tag": str}, "source_tag", "dest_tag"))}),
+	"CloudEnv":     obj(map[string]any{"workspace": str, "vm_count": integer, "rule_count": integer, "updated_at": tstamp}),
+	"VMIDs":        strs,
 	"IngestResult": obj(map[string]any{"accepted": integer, "new": integer, "changed": integer, "unchanged": integer}),
 	"Token": obj(map[string]any{"id": str, "name": str, "role": map[string]any{"type": "string", "enum": []string{"admin", "operator", "viewer"}},
 		"prefix": str, "created_at": tstamp, "last_used_at": ntstamp}),

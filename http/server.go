@@ -27,6 +27,8 @@ type Config struct {
 	Addr string
 	// MaxBodyBytes bounds a request body. Default scanfleet.DefaultMaxBodyBytes (10 MiB).
 	MaxBodyBytes int64
+	// MaxCloudBytes bounds an uploaded cloud environment. Default 256 MiB.
+	MaxCloudBytes int64
 	// MaxLineBytes bounds one line of a JSON Lines body. Default scanfleet.DefaultMaxLineBytes (1 MiB).
 	MaxLineBytes int
 	// Version is reported by /api/v1/health. Default "dev".
@@ -42,6 +44,7 @@ func (c Config) WithDefaults() Config {
 	c.Addr = cmp.Or(c.Addr, "127.0.0.1:8080")
 	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, scanfleet.DefaultMaxBodyBytes)
 	c.MaxLineBytes = cmp.Or(c.MaxLineBytes, scanfleet.DefaultMaxLineBytes)
+	c.MaxCloudBytes = cmp.Or(c.MaxCloudBytes, 256<<20)
 	c.Version = cmp.Or(c.Version, "dev")
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -73,6 +76,7 @@ type Server struct {
 	logger   *slog.Logger
 	router   chi.Router
 	metrics  *metrics
+	graphs   graphCache
 
 	mu   sync.Mutex
 	ln   net.Listener
@@ -190,6 +194,9 @@ func (s *Server) routes() chi.Router {
 		viewer.Get("/workspaces/{ws}/records", s.handleListRecords)
 		operator.Post("/workspaces/{ws}/records", s.handleIngestRecords)
 		viewer.Get("/workspaces/{ws}/scope/check", s.handleCheckScope)
+		viewer.Get("/workspaces/{ws}/cloud", s.handleGetCloud)
+		operator.Put("/workspaces/{ws}/cloud", s.handlePutCloud)
+		viewer.Get("/workspaces/{ws}/attack", s.handleAttack)
 
 		viewer.Get("/scans", s.handleListScans)
 		operator.Post("/scans", s.handleCreateScan)

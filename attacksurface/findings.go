@@ -1,0 +1,48 @@
+package attacksurface
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Findings returns one finding record, as the flat JSON object the
+// inventory ingests, for every VM that an attacker on a VM tagged
+// exposedTag can reach through the firewall rules, lateral movement
+// included (see Reachable). The VMs carrying exposedTag themselves are
+// included only when a rule chain leads back to them. Records are ordered by
+// vm_id.
+func Findings(g *Graph, exposedTag string) []map[string]any {
+	reached := g.Reachable(exposedTag)
+	sort.Strings(reached)
+	out := make([]map[string]any, 0, len(reached))
+	for _, id := range reached {
+		out = append(out, map[string]any{
+			"kind":     "finding",
+			"vm_id":    id,
+			"name":     fmt.Sprintf("VM reachable from the %q tag", exposedTag),
+			"severity": "medium",
+			"description": fmt.Sprintf("An attacker on any VM tagged %q can reach VM %s through the firewall rules, "+
+				"moving laterally through the VMs it reaches on the way.", exposedTag, id),
+			"exposed_tag": exposedTag,
+		})
+	}
+	return out
+}
+
+// TaskType is the attack-surface task type: it reads the workspace's cloud
+// environment (so it needs task data and runs in the internal pool) and
+// turns it into findings for the VMs reachable from an exposed tag.
+func TaskType() *scanfleet.TaskType {
+	return &scanfleet.TaskType{
+		Name:        "attack-surface",
+		Description: "Finds the VMs of the workspace's cloud environment that an attacker on an exposed tag can reach through the firewall rules.",
+		Params: []scanfleet.Param{
+			{Name: "exposed_tag", Type: scanfleet.ParamString, Default: "internet", Description: "The tag of VMs an attacker holds first, e.g. the internet-facing ones."},
+		},
+		Requirements: []scanfleet.Requirement{scanfleet.RequireTaskData},
+		Timeout:      10 * time.Minute,
+	}
+}
