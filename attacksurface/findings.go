@@ -1,6 +1,8 @@
 package attacksurface
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"sort"
 	"time"
@@ -45,4 +47,48 @@ func TaskType() *scanfleet.TaskType {
 		Requirements: []scanfleet.Requirement{scanfleet.RequireTaskData},
 		Timeout:      10 * time.Minute,
 	}
+}
+
+// Executor runs attack-surface tasks: it reads the workspace's cloud
+// environment and emits a finding for every VM reachable from the exposed
+// tag.
+type Executor struct{}
+
+var _ scanfleet.Executor = Executor{}
+
+// TaskType returns the attack-surface task type.
+func (Executor) TaskType() *scanfleet.TaskType { return TaskType() }
+
+// Run analyses the task's workspace's environment.
+func (Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
+	data := env.Data()
+	if data == nil {
+		return fmt.Errorf("attack-surface needs task data, which this worker cannot read")
+	}
+	tag, _ := in.Args["exposed_tag"].(string)
+	if tag == "" {
+		tag = "internet"
+	}
+	ce, err := data.GetCloud(ctx, in.Workspace)
+	if err != nil {
+		return fmt.Errorf("read cloud environment: %w", err)
+	}
+	e, err := Parse(bytes.NewReader(ce.Data))
+	if err != nil {
+		return err
+	}
+	g, err := Build(e)
+	if err != nil {
+		return err
+	}
+	env.Log(fmt.Sprintf("analysing %d VMs and %d rules from tag %q", len(e.VMs), len(e.Rules), tag))
+	findings := Findings(g, tag)
+	for i, f := range findings {
+		if err := env.Emit(ctx, f); err != nil {
+			return err
+		}
+		env.Progress(int64(i+1), int64(len(findings)))
+	}
+	env.Log(fmt.Sprintf("%d VMs reachable from tag %q", len(findings), tag))
+	return nil
 }
