@@ -107,6 +107,24 @@ type Task struct {
 	FailedAt    *time.Time      `json:"failed_at"`
 	CancelledAt *time.Time      `json:"cancelled_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	// LeaseExpiresAt is when the worker running the task loses it unless
+	// it renews the lease; nil unless started.
+	LeaseExpiresAt *time.Time `json:"lease_expires_at"`
+	// CancelRequested is set on a started task that a user cancelled; its
+	// worker stops it and reports it cancelled.
+	CancelRequested bool     `json:"cancel_requested"`
+	Progress        Progress `json:"progress"`
+	// Records counts the records the task has delivered.
+	Records int64 `json:"records"`
+	// LogTruncated is set once the task's log reached its cap; later lines
+	// were counted, not stored.
+	LogTruncated bool `json:"log_truncated"`
+}
+
+// Progress is how much of a task is done, in units the executor chooses.
+type Progress struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
 }
 
 // DefaultMaxAttempts is how often a task is tried before it fails.

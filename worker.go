@@ -1,0 +1,156 @@
+package scanfleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+)
+
+// Worker is a process that runs tasks of one pool: in the server, on a
+// machine with raw-socket rights, or as an agent in a remote network. It
+// enrols once with a join token and then authenticates with a credential
+// of its own, stored hashed.
+type Worker struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Pool    Pool   `json:"pool"`
+	Site    string `json:"site"`
+	Version string `json:"version"`
+	// Capabilities are what the worker detected it can do (a raw socket
+	// opened, say), not what it was told.
+	Capabilities []Requirement `json:"capabilities"`
+	Executors    []string      `json:"executors"`
+	Transport    string        `json:"transport"` // "nats" or "http"
+	Concurrency  int           `json:"concurrency"`
+	Running      int           `json:"running"`
+	Draining     bool          `json:"draining"`
+	Hash         string        `json:"-"`
+	CreatedAt    time.Time     `json:"created_at"`
+	LastSeenAt   time.Time     `json:"last_seen_at"`
+	// State is derived when the worker is read; see WorkerState.
+	State WorkerState `json:"state"`
+}
+
+// WorkerState says what a worker is doing, derived from its heartbeat.
+type WorkerState string
+
+// The worker states.
+const (
+	WorkerOnline  WorkerState = "online"  // heartbeating, running some tasks
+	WorkerBusy    WorkerState = "busy"    // running as many tasks as it may
+	WorkerIdle    WorkerState = "idle"    // heartbeating, running nothing
+	WorkerOffline WorkerState = "offline" // no heartbeat for OfflineAfter
+)
+
+// OfflineAfter is how long after its last heartbeat a worker counts as
+// offline.
+const OfflineAfter = 45 * time.Second
+
+// DeriveState sets w.State from its last heartbeat as seen at now.
+func (w *Worker) DeriveState(now time.Time) {
+	switch {
+	case now.Sub(w.LastSeenAt) > OfflineAfter:
+		w.State = WorkerOffline
+	case w.Running == 0:
+		w.State = WorkerIdle
+	case w.Concurrency > 0 && w.Running >= w.Concurrency:
+		w.State = WorkerBusy
+	default:
+		w.State = WorkerOnline
+	}
+}
+
+// Has reports whether the worker detected capability r.
+func (w *Worker) Has(r Requirement) bool {
+	for _, c := range w.Capabilities {
+		if c == r {
+			return true
+		}
+	}
+	return false
+}
+
+// CanRun reports whether the worker may run tasks of type t: same pool,
+// every requirement of the type among its capabilities (task and recon
+// data access come with the internal and baremetal pools), and an executor
+// for it.
+func (w *Worker) CanRun(t *TaskType) bool {
+	if t.Pool() != w.Pool {
+		return false
+	}
+	for _, r := range t.Requirements {
+		granted := w.Has(r) || ((r == RequireTaskData || r == RequireReconData) && w.Pool != PoolExternal)
+		if !granted {
+			return false
+		}
+	}
+	for _, e := range w.Executors {
+		if e == t.Name {
+			return true
+		}
+	}
+	return false
+}
+
+// JoinToken lets one worker enrol, once, before it expires. It may pin the
+// worker's pool and site.
+type JoinToken struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Pool      Pool       `json:"pool"` // "" allows any pool
+	Site      string     `json:"site"` // "" allows any site
+	Hash      string     `json:"-"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	UsedAt    *time.Time `json:"used_at"`
+	WorkerID  string     `json:"worker_id"`
+}
+
+// Secret prefixes, so that leaked secrets are recognisable.
+const (
+	JoinTokenPrefix  = "sfj_"
+	WorkerCredPrefix = "sfw_"
+)
+
+// NewSecret returns a fresh 160-bit secret with the given prefix and its
+// hash, the only form that is stored.
+func NewSecret(prefix string) (secret, hash string, err error) {
+	var b [20]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", err
+	}
+	secret = prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	return secret, HashToken(secret), nil
+}
+
+// ParsePool returns the pool named s or an EINVALID error.
+func ParsePool(s string) (Pool, error) {
+	switch p := Pool(s); p {
+	case PoolExternal, PoolInternal, PoolBaremetal:
+		return p, nil
+	}
+	return "", Errorf(EINVALID, "pool: %q is not one of external, internal, baremetal", s)
+}
+
+// Heartbeat is what a worker reports about itself periodically.
+type Heartbeat struct {
+	Running  int  `json:"running"`
+	Draining bool `json:"draining"`
+}
+
+// WorkerStore stores workers and their join tokens.
+type WorkerStore interface {
+	CreateJoinToken(ctx context.Context, t *JoinToken) error
+	// EnrolWorker redeems the unused, unexpired join token whose hash is
+	// joinHash, checks its pool and site against w, and stores w, all at
+	// once; a used, expired or unknown token is EUNAUTHORIZED.
+	EnrolWorker(ctx context.Context, joinHash string, w *Worker, now time.Time) error
+	// FindWorkerByHash returns the worker whose credential has the hash,
+	// or ENOTFOUND.
+	FindWorkerByHash(ctx context.Context, hash string) (*Worker, error)
+	FindWorker(ctx context.Context, id string) (*Worker, error)
+	ListWorkers(ctx context.Context, now time.Time) ([]*Worker, error)
+	HeartbeatWorker(ctx context.Context, id string, hb Heartbeat, now time.Time) error
+}
