@@ -12,6 +12,8 @@ type Store interface {
 	RecordStore
 	TokenStore
 	CloudStore
+	WorkerStore
+	LeaseStore
 	Ping(ctx context.Context) error
 	Close() error
 }

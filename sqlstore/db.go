@@ -32,6 +32,7 @@ type Config struct {
 // WithDefaults returns the config with its defaults filled in.
 func (c Config) WithDefaults() Config {
 	c.ReadDB = cmp.Or(c.ReadDB, c.DB)
+	c.Dialect = c.Dialect.withDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -118,12 +119,21 @@ func (db *DB) queryRow(ctx context.Context, q querier, query string, args ...any
 
 // inTx runs fn in a transaction on the write pool, committing when fn
 // returns nil and rolling back otherwise.
+//
+// The transaction itself is not bound to ctx: a cancellation racing the
+// commit could otherwise report failure for a commit that happened. ctx
+// still cancels fn's statements, and is checked once more before the
+// commit, so an error always means nothing was written.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
+	tx, err := db.write.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		_ = tx.Rollback()
 		return err
 	}

@@ -43,6 +43,14 @@ type Dialect struct {
 	// transaction ends, e.g. " FOR NO KEY UPDATE". SQLite leaves it empty:
 	// its write transactions are already serialized.
 	RowLock string
+	// SkipLocked is appended to the SELECT that picks requested tasks for
+	// a poller to claim: it locks the picked rows and skips rows another
+	// transaction holds, so that concurrent pollers take different tasks
+	// instead of waiting on each other, e.g. " FOR NO KEY UPDATE SKIP
+	// LOCKED". SQLite leaves it empty: a claim is one UPDATE statement and
+	// its writes are serialized, so two claims cannot pick the same row.
+	// Default: RowLock followed by " SKIP LOCKED" when RowLock is set.
+	SkipLocked string
 	// Classify tells which constraint, if any, a driver error violated.
 	// Nil means the engine reports none, and every error is internal.
 	Classify func(err error) Violation
@@ -54,6 +62,15 @@ func (d *Dialect) violation(err error) Violation {
 		return NoViolation
 	}
 	return d.Classify(err)
+}
+
+// withDefaults returns the dialect with SkipLocked derived from RowLock
+// when it is not set.
+func (d Dialect) withDefaults() Dialect {
+	if d.SkipLocked == "" && d.RowLock != "" {
+		d.SkipLocked = d.RowLock + " SKIP LOCKED"
+	}
+	return d
 }
 
 func (d *Dialect) maxParams() int {

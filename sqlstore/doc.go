@@ -22,6 +22,17 @@
 // with its operation and surfaces to users as "internal error", so SQL text
 // never reaches them.
 //
+// # Running tasks
+//
+// Workers claim requested tasks and hold them with a lease (LeaseStore).
+// Every change is one guarded UPDATE whose WHERE clause names the status
+// and holder it needs, so of two racing changes exactly one wins and a
+// worker that lost its lease can no longer touch the task. ClaimNext picks
+// tasks in a MATERIALIZED CTE, with FOR NO KEY UPDATE SKIP LOCKED under
+// PostgreSQL (Dialect.SkipLocked), so that concurrent pollers take
+// different tasks and one poll never takes more than it asked for.
+// ExpireLeases locks what it sweeps, so servers may sweep at once.
+//
 // # Pagination
 //
 // Lists take a scanfleet.Page and return the next page's cursor, "" after

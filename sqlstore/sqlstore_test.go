@@ -110,3 +110,13 @@ func TestEscapeLike(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, `100\%\_a\\b`, escapeLike(`100%_a\b`))
 }
+
+func TestDialectDefaults(t *testing.T) {
+	t.Parallel()
+	pg := Dialect{Name: "postgres", RowLock: " FOR NO KEY UPDATE"}.withDefaults()
+	require.Equal(t, " FOR NO KEY UPDATE SKIP LOCKED", pg.SkipLocked, "derived from the row lock")
+	lite := Dialect{Name: "sqlite"}.withDefaults()
+	require.Empty(t, lite.SkipLocked, "no row locks, nothing to skip")
+	own := Dialect{Name: "x", RowLock: " FOR UPDATE", SkipLocked: " FOR UPDATE SKIP LOCKED"}.withDefaults()
+	require.Equal(t, " FOR UPDATE SKIP LOCKED", own.SkipLocked, "a set value stays")
+}

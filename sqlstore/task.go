@@ -13,9 +13,10 @@ import (
 )
 
 const taskColumns = "id, scan_id, type, workspace, pool, site, status, attempts, max_attempts, worker_id, timeout_ns, input, output, error, " +
-	"created_at, queued_at, requested_at, started_at, finished_at, failed_at, cancelled_at, updated_at"
+	"created_at, queued_at, requested_at, started_at, finished_at, failed_at, cancelled_at, updated_at, " +
+	"lease_expires_at, cancel_requested, progress_done, progress_total, records, log_truncated"
 
-const taskColumnCount = 22
+const taskColumnCount = 28
 
 func scanTask(r rowScanner) (*scanfleet.Task, error) {
 	var (
@@ -25,10 +26,12 @@ func scanTask(r rowScanner) (*scanfleet.Task, error) {
 		created, updated            int64
 		queued, requested, started  sql.NullInt64
 		finished, failed, cancelled sql.NullInt64
+		lease                       sql.NullInt64
 	)
 	err := r.Scan(&t.ID, &t.ScanID, &t.Type, &t.Workspace, &t.Pool, &t.Site, &t.Status, &t.Attempts, &t.MaxAttempts,
 		&t.WorkerID, &timeout, &input, &output, &t.Error,
-		&created, &queued, &requested, &started, &finished, &failed, &cancelled, &updated)
+		&created, &queued, &requested, &started, &finished, &failed, &cancelled, &updated,
+		&lease, &t.CancelRequested, &t.Progress.Done, &t.Progress.Total, &t.Records, &t.LogTruncated)
 	if err != nil {
 		return nil, err
 	}
@@ -42,6 +45,7 @@ func scanTask(r rowScanner) (*scanfleet.Task, error) {
 	t.CreatedAt, t.UpdatedAt = fromMicros(created), fromMicros(updated)
 	t.QueuedAt, t.RequestedAt, t.StartedAt = fromNullMicros(queued), fromNullMicros(requested), fromNullMicros(started)
 	t.FinishedAt, t.FailedAt, t.CancelledAt = fromNullMicros(finished), fromNullMicros(failed), fromNullMicros(cancelled)
+	t.LeaseExpiresAt = fromNullMicros(lease)
 	return &t, nil
 }
 
@@ -104,11 +108,13 @@ func (db *DB) createTasks(ctx context.Context, tx *sql.Tx, tasks []*scanfleet.Ta
 		t.CreatedAt, t.UpdatedAt = truncTime(t.CreatedAt), truncTime(t.UpdatedAt)
 		t.QueuedAt, t.RequestedAt, t.StartedAt = truncTimePtr(t.QueuedAt), truncTimePtr(t.RequestedAt), truncTimePtr(t.StartedAt)
 		t.FinishedAt, t.FailedAt, t.CancelledAt = truncTimePtr(t.FinishedAt), truncTimePtr(t.FailedAt), truncTimePtr(t.CancelledAt)
+		t.LeaseExpiresAt = truncTimePtr(t.LeaseExpiresAt)
 		names[t.Workspace] = true
 		args = append(args, t.ID, t.ScanID, t.Type, t.Workspace, string(t.Pool), t.Site, string(t.Status),
 			t.Attempts, t.MaxAttempts, t.WorkerID, int64(t.Timeout), nullJSON(t.Input), nullJSON(t.Output), t.Error,
 			micros(t.CreatedAt), nullMicros(t.QueuedAt), nullMicros(t.RequestedAt), nullMicros(t.StartedAt),
-			nullMicros(t.FinishedAt), nullMicros(t.FailedAt), nullMicros(t.CancelledAt), micros(t.UpdatedAt))
+			nullMicros(t.FinishedAt), nullMicros(t.FailedAt), nullMicros(t.CancelledAt), micros(t.UpdatedAt),
+			nullMicros(t.LeaseExpiresAt), t.CancelRequested, t.Progress.Done, t.Progress.Total, t.Records, t.LogTruncated)
 	}
 	// Name an unknown workspace before the foreign key does, since a
 	// multi-row insert's error cannot say which row failed.
@@ -254,7 +260,9 @@ func statusTimeColumn(s scanfleet.TaskStatus) string {
 // TransitionTask moves the task to c.Status with one guarded UPDATE whose
 // WHERE clause admits only the statuses the state machine lets move there,
 // so two racing transitions cannot both win. When no row changes, the task
-// is read to tell ENOTFOUND from ECONFLICT.
+// is read to tell ENOTFOUND from ECONFLICT. Leaving started drops the
+// task's lease; moving to started grants none, so ExpireLeases takes such
+// a task back at once: workers start tasks with ClaimTask or ClaimNext.
 func (db *DB) TransitionTask(ctx context.Context, id string, c scanfleet.TaskChange, now time.Time) (*scanfleet.Task, error) {
 	if !c.Status.Valid() {
 		_, err := scanfleet.ParseTaskStatus(string(c.Status))
@@ -267,6 +275,9 @@ func (db *DB) TransitionTask(ctx context.Context, id string, c scanfleet.TaskCha
 	if col := statusTimeColumn(c.Status); col != "" {
 		set = append(set, col+" = ?")
 		args = append(args, micros(now))
+	}
+	if c.Status != scanfleet.TaskStarted {
+		set = append(set, "lease_expires_at = NULL") // a lease only holds a started task
 	}
 	if c.AddAttempt {
 		set = append(set, "attempts = attempts + 1")
@@ -321,27 +332,46 @@ const (
 )
 
 // AppendTaskLogs stores lines as the task's next log lines, numbered on
-// from the last one. Bumping the task's log counter locks its row, so
-// concurrent appends get distinct numbers in both engines.
+// from the last one, up to scanfleet.MaxTaskLogLines. The line that would
+// pass the cap is replaced by truncatedLogLine and the task's
+// log_truncated set; later lines are counted in log_seq but not stored.
+// Bumping the task's log counter locks its row, so concurrent appends get
+// distinct numbers, and exactly one of them writes the marker, in both
+// engines.
 func (db *DB) AppendTaskLogs(ctx context.Context, id string, lines []string, now time.Time) error {
+	const maxLines = scanfleet.MaxTaskLogLines
 	ts := micros(now)
+	n := int64(len(lines))
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var last int64
-		err := db.queryRow(ctx, tx, "UPDATE tasks SET log_seq = log_seq + ? WHERE id = ? RETURNING log_seq", len(lines), id).Scan(&last)
+		err := db.queryRow(ctx, tx, "UPDATE tasks SET log_seq = log_seq + ?, "+
+			"log_truncated = CASE WHEN log_seq + ? > ? THEN TRUE ELSE log_truncated END "+
+			"WHERE id = ? RETURNING log_seq", n, n, maxLines, id).Scan(&last)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errTaskNotFound(id)
 		} else if err != nil {
 			return err
 		}
-		first := last - int64(len(lines)) + 1
-		args := make([]any, 0, 4*len(lines))
+		first := last - n + 1
+		args := make([]any, 0, 4*min(n, maxLines+1))
 		for i, line := range lines {
-			args = append(args, id, first+int64(i), ts, line)
+			seq := first + int64(i)
+			if seq > maxLines+1 {
+				break
+			} else if seq == maxLines+1 {
+				line = truncatedLogLine
+			}
+			args = append(args, id, seq, ts, line)
 		}
 		return db.insertRows(ctx, tx, "INSERT INTO task_logs (task_id, seq, ts, line) VALUES ", 4, args)
 	})
 	return wrap("append task logs", err)
 }
+
+// truncatedLogLine takes the place of the first log line past the cap, so
+// that a reader of the log sees that it was cut.
+var truncatedLogLine = fmt.Sprintf("[scanfleet] log truncated: this task wrote more than %d lines; later lines are not stored",
+	scanfleet.MaxTaskLogLines)
 
 // ListTaskLogs returns up to limit lines with Seq > after, in order. A limit
 // of 0 means 1000; more than 10000 is EINVALID. An unknown task is

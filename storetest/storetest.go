@@ -28,6 +28,8 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"Record", recordTests},
 		{"Token", tokenTests},
 		{"Cloud", cloudTests},
+		{"Lease", leaseTests},
+		{"Worker", workerTests},
 		{"Store", storeTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {

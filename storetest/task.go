@@ -39,6 +39,11 @@ func requireTask(t *testing.T, want, got *scanfleet.Task) {
 	requireTimePtr(t, want.FailedAt, got.FailedAt, "failed_at")
 	requireTimePtr(t, want.CancelledAt, got.CancelledAt, "cancelled_at")
 	requireTime(t, want.UpdatedAt, got.UpdatedAt, "updated_at")
+	requireTimePtr(t, want.LeaseExpiresAt, got.LeaseExpiresAt, "lease_expires_at")
+	require.Equal(t, want.CancelRequested, got.CancelRequested, "cancel_requested")
+	require.Equal(t, want.Progress, got.Progress, "progress")
+	require.Equal(t, want.Records, got.Records, "records")
+	require.Equal(t, want.LogTruncated, got.LogTruncated, "log_truncated")
 }
 
 // statusTime returns the field of task that records when it entered s.
@@ -110,6 +115,11 @@ var taskTests = map[string]func(*testing.T, scanfleet.Store){
 		task.Error = "earlier try: timeout"
 		task.QueuedAt = &queued
 		task.UpdatedAt = queued
+		task.LeaseExpiresAt = ptr(at(time.Minute))
+		task.CancelRequested = true
+		task.Progress = scanfleet.Progress{Done: 7, Total: 1 << 40}
+		task.Records = 1234567
+		task.LogTruncated = true
 		createTasks(t, s, task)
 		got, err := s.FindTask(ctx, task.ID)
 		require.NoError(t, err)
@@ -470,6 +480,110 @@ var taskLogTests = map[string]func(*testing.T, scanfleet.Store){
 			}
 		}
 	},
+	"Cap": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		createWorkspace(t, s, "a")
+		for _, tc := range []struct {
+			name      string
+			appends   []int // lines per append
+			stored    int   // lines stored, the marker included
+			truncated bool
+		}{
+			{"under", []int{9999}, 9999, false},
+			{"exactly", []int{scanfleet.MaxTaskLogLines}, scanfleet.MaxTaskLogLines, false},
+			{"one over", []int{scanfleet.MaxTaskLogLines + 1}, scanfleet.MaxTaskLogLines + 1, true},
+			{"across appends", []int{9998, 5}, scanfleet.MaxTaskLogLines + 1, true},
+			{"full, then more", []int{scanfleet.MaxTaskLogLines, 1, 3}, scanfleet.MaxTaskLogLines + 1, true},
+			{"after the marker", []int{scanfleet.MaxTaskLogLines + 2, 1, 0, 2}, scanfleet.MaxTaskLogLines + 1, true},
+		} {
+			task := createTasks(t, s, newTask("a", scanfleet.TaskStarted, t0))[0]
+			var written []string
+			for i, n := range tc.appends {
+				lines := make([]string, n)
+				for j := range lines {
+					lines[j] = fmt.Sprintf("line %d", len(written)+j+1)
+				}
+				written = append(written, lines...)
+				require.NoError(t, s.AppendTaskLogs(ctx, task.ID, lines, at(time.Duration(i)*time.Second)), tc.name)
+			}
+			logs := allLogs(t, s, task.ID)
+			require.Len(t, logs, tc.stored, tc.name)
+			for i, l := range logs {
+				require.Equal(t, int64(i+1), l.Seq, tc.name)
+				if i < scanfleet.MaxTaskLogLines {
+					require.Equal(t, written[i], l.Line, tc.name)
+				}
+			}
+			if tc.truncated {
+				require.Equal(t, truncationMarker, logs[len(logs)-1].Line, tc.name)
+			}
+			got, err := s.FindTask(ctx, task.ID)
+			require.NoError(t, err)
+			require.Equal(t, tc.truncated, got.LogTruncated, tc.name)
+		}
+	},
+	"CapConcurrent": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		createWorkspace(t, s, "a")
+		task := createTasks(t, s, newTask("a", scanfleet.TaskStarted, t0))[0]
+		lines := make([]string, scanfleet.MaxTaskLogLines-10)
+		for i := range lines {
+			lines[i] = "early"
+		}
+		require.NoError(t, s.AppendTaskLogs(ctx, task.ID, lines, t0))
+		// 8 appends of 5 lines race for the last 10 places: two of them
+		// fit, one is cut by the marker, the rest are dropped.
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				batch := []string{}
+				for i := range 5 {
+					batch = append(batch, fmt.Sprintf("w%d-%d", w, i))
+				}
+				if err := s.AppendTaskLogs(ctx, task.ID, batch, t0); err != nil {
+					t.Errorf("append: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		logs := allLogs(t, s, task.ID)
+		require.Len(t, logs, scanfleet.MaxTaskLogLines+1)
+		markers := 0
+		for i, l := range logs {
+			require.Equal(t, int64(i+1), l.Seq)
+			if l.Line == truncationMarker {
+				markers++
+			}
+		}
+		require.Equal(t, 1, markers)
+		require.Equal(t, truncationMarker, logs[len(logs)-1].Line)
+		got, err := s.FindTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.True(t, got.LogTruncated)
+	},
+}
+
+// truncationMarker is the log line that replaces the first line past the
+// cap. Its wording is part of what users see, so the suite pins it.
+var truncationMarker = fmt.Sprintf("[scanfleet] log truncated: this task wrote more than %d lines; later lines are not stored",
+	scanfleet.MaxTaskLogLines)
+
+// allLogs reads every stored log line of the task, page by page.
+func allLogs(t *testing.T, s scanfleet.Store, id string) []scanfleet.TaskLog {
+	t.Helper()
+	var out []scanfleet.TaskLog
+	for {
+		var after int64
+		if len(out) > 0 {
+			after = out[len(out)-1].Seq
+		}
+		page, err := s.ListTaskLogs(t.Context(), id, after, 10000)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			return out
+		}
+		out = append(out, page...)
+	}
 }
 
 func logLines(logs []scanfleet.TaskLog) []string {

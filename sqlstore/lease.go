@@ -1,0 +1,394 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Every change in this file is a guarded UPDATE: its WHERE clause names
+// the status (and, for a worker's changes, the holder) the change needs,
+// so of two racing changes exactly one matches the row. When none does,
+// the task is read to say why. Statuses are written as literals so that
+// the planner can use the partial indexes of migration 00003.
+
+// maxClaim bounds how many tasks one ClaimNext takes.
+const maxClaim = BatchSize
+
+// claimSet starts a requested task on a worker: one more attempt, a fresh
+// lease, and the progress and cancel flag of an earlier attempt cleared.
+// The error of an earlier attempt stays until the task ends, saying why
+// this is a retry.
+const claimSet = "status = 'started', started_at = ?, worker_id = ?, attempts = attempts + 1, lease_expires_at = ?, " +
+	"cancel_requested = FALSE, progress_done = 0, progress_total = 0, updated_at = ?"
+
+func claimArgs(workerID string, lease time.Duration, now time.Time) []any {
+	return []any{micros(now), workerID, micros(now.Add(lease)), micros(now)}
+}
+
+func validateHolder(workerID string, lease time.Duration) error {
+	if workerID == "" {
+		return scanfleet.Errorf(scanfleet.EINVALID, "worker id: is empty")
+	}
+	if lease <= 0 {
+		return scanfleet.Errorf(scanfleet.EINVALID, "lease: %s is not positive", lease)
+	}
+	return nil
+}
+
+// scanTasks reads every task of rows and closes them; it takes the
+// query's result as is, so that callers need not check its error first.
+func scanTasks(rows *sql.Rows, err error) ([]*scanfleet.Task, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*scanfleet.Task{}
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// taskHolder returns the task's status and worker, or ENOTFOUND. It reads
+// from the write pool, which has just seen the failed change.
+func (db *DB) taskHolder(ctx context.Context, id string) (status scanfleet.TaskStatus, workerID string, err error) {
+	err = db.queryRow(ctx, db.write, "SELECT status, worker_id FROM tasks WHERE id = ?", id).Scan(&status, &workerID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", errTaskNotFound(id)
+	}
+	return status, workerID, err
+}
+
+// ClaimTask starts the requested task on workerID, holding it until
+// now+lease. A task in any other status is ECONFLICT naming it: the
+// dispatch that led here is stale.
+func (db *DB) ClaimTask(ctx context.Context, id, workerID string, lease time.Duration, now time.Time) (*scanfleet.Task, error) {
+	if err := validateHolder(workerID, lease); err != nil {
+		return nil, err
+	}
+	now = truncTime(now)
+	query := "UPDATE tasks SET " + claimSet + " WHERE id = ? AND status = 'requested' RETURNING " + taskColumns
+	args := append(claimArgs(workerID, lease, now), id)
+	// A status read after a failed claim may be requested again (the task
+	// was put back in between); then the claim is tried again.
+	for range 3 {
+		t, err := scanTask(db.queryRow(ctx, db.write, query, args...))
+		if err == nil {
+			return t, nil
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("claim task: %w", err)
+		}
+		status, _, err := db.taskHolder(ctx, id)
+		if err != nil {
+			return nil, wrap("claim task", err)
+		}
+		if status != scanfleet.TaskRequested {
+			return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is %s; it cannot be claimed", id, status)
+		}
+	}
+	return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is changing too often to be claimed; try again", id)
+}
+
+// ClaimNext starts up to f.Max (at most 500) requested tasks of pool
+// f.Pool, of a type in f.Types and of no site or site f.Site, on workerID,
+// oldest first, in one statement. Concurrent pollers never take the same
+// task: PostgreSQL locks the picked rows and skips those another poller
+// holds (Dialect.SkipLocked); SQLite runs one write statement at a time.
+// No types, or no matching task, is an empty list.
+func (db *DB) ClaimNext(ctx context.Context, f scanfleet.ClaimFilter, workerID string, lease time.Duration, now time.Time) ([]*scanfleet.Task, error) {
+	if err := validateHolder(workerID, lease); err != nil {
+		return nil, err
+	}
+	if _, err := scanfleet.ParsePool(string(f.Pool)); err != nil {
+		return nil, err
+	}
+	if f.Max < 1 {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "max: %d is less than 1", f.Max)
+	}
+	if len(f.Types) == 0 {
+		return []*scanfleet.Task{}, nil
+	}
+	now = truncTime(now)
+	args := []any{string(f.Pool), f.Site}
+	for _, typ := range f.Types {
+		args = append(args, typ)
+	}
+	args = append(args, min(f.Max, maxClaim))
+	args = append(args, claimArgs(workerID, lease, now)...)
+	// The pick is a MATERIALIZED CTE so that it runs once. Written as
+	// "id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)", PostgreSQL may
+	// plan the subquery inside a nested loop and run it again for each
+	// row: every run skips the rows the previous runs locked and picks n
+	// more, so one poll would take far more than n tasks.
+	query := "WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'requested' AND pool = ? AND site IN ('', ?) " +
+		"AND type IN (" + placeholders(len(f.Types)) + ") ORDER BY id LIMIT ?" + db.dialect.SkipLocked + ") " +
+		"UPDATE tasks SET " + claimSet + " WHERE status = 'requested' AND id IN (SELECT id FROM picked) RETURNING " + taskColumns
+	out, err := scanTasks(db.query(ctx, db.write, query, args...))
+	if err != nil {
+		return nil, fmt.Errorf("claim next: %w", err)
+	}
+	// RETURNING has no order.
+	slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// leaseLost explains why a worker's change to the task matched no row:
+// ENOTFOUND, or ECONFLICT saying the worker no longer holds it.
+func (db *DB) leaseLost(ctx context.Context, op, id, workerID string) error {
+	status, holder, err := db.taskHolder(ctx, id)
+	switch {
+	case err != nil:
+		return wrap(op, err)
+	case status != scanfleet.TaskStarted:
+		return scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is %s; worker %s no longer holds it", id, status, workerID)
+	case holder != workerID:
+		return scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is held by another worker; worker %s lost its lease", id, workerID)
+	}
+	// Put back and claimed again by the same worker in between.
+	return scanfleet.Errorf(scanfleet.ECONFLICT, "task %s changed while worker %s held it; try again", id, workerID)
+}
+
+// RenewLease extends the lease of the started task held by workerID to
+// now+lease and records p when it is not nil. A lease that lapsed but was
+// not yet expired by ExpireLeases is renewed: nobody else took the task.
+// The task is returned so that the worker sees CancelRequested.
+func (db *DB) RenewLease(ctx context.Context, id, workerID string, lease time.Duration, p *scanfleet.Progress, now time.Time) (*scanfleet.Task, error) {
+	if err := validateHolder(workerID, lease); err != nil {
+		return nil, err
+	}
+	now = truncTime(now)
+	set := "lease_expires_at = ?, updated_at = ?"
+	args := []any{micros(now.Add(lease)), micros(now)}
+	if p != nil {
+		if p.Done < 0 || p.Total < 0 {
+			return nil, scanfleet.Errorf(scanfleet.EINVALID, "progress: done %d and total %d must not be negative", p.Done, p.Total)
+		}
+		set += ", progress_done = ?, progress_total = ?"
+		args = append(args, p.Done, p.Total)
+	}
+	args = append(args, id, workerID)
+	t, err := scanTask(db.queryRow(ctx, db.write,
+		"UPDATE tasks SET "+set+" WHERE id = ? AND status = 'started' AND worker_id = ? RETURNING "+taskColumns, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, db.leaseLost(ctx, "renew lease", id, workerID)
+	} else if err != nil {
+		return nil, fmt.Errorf("renew lease: %w", err)
+	}
+	return t, nil
+}
+
+// FinishTask moves the started task held by workerID to c.Status:
+// finished, failed, cancelled, or requested to hand it back. It sets the
+// status's time, c.Output and c.Error when given (a finished task without
+// c.Error has its error cleared), and drops the lease. A task handed back
+// loses its worker and keeps its attempt count; if its cancel was
+// requested it ends cancelled instead, as its user asked. c.WorkerID and
+// c.AddAttempt are ignored: a worker cannot pass its task on.
+func (db *DB) FinishTask(ctx context.Context, id, workerID string, c scanfleet.TaskChange, now time.Time) (*scanfleet.Task, error) {
+	if !c.Status.Valid() {
+		_, err := scanfleet.ParseTaskStatus(string(c.Status))
+		return nil, err
+	}
+	if !scanfleet.CanTransition(scanfleet.TaskStarted, c.Status) {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "status: a started task cannot become %s", c.Status)
+	}
+	if workerID == "" {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "worker id: is empty")
+	}
+	now = truncTime(now)
+	finish := func(to scanfleet.TaskStatus, guard string) (*scanfleet.Task, error) {
+		set := []string{"status = ?", statusTimeColumn(to) + " = ?", "updated_at = ?", "lease_expires_at = NULL"}
+		args := []any{string(to), micros(now), micros(now)}
+		if to == scanfleet.TaskRequested {
+			// A hand-back (a draining worker) is not a failed attempt:
+			// it must not use up the task's retries.
+			set = append(set, "worker_id = ''", "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+		}
+		if c.Output != nil {
+			set = append(set, "output = ?")
+			args = append(args, string(c.Output))
+		}
+		if c.Error != nil {
+			set = append(set, "error = ?")
+			args = append(args, *c.Error)
+		} else if to == scanfleet.TaskFinished {
+			set = append(set, "error = ''")
+		}
+		args = append(args, id, workerID)
+		return scanTask(db.queryRow(ctx, db.write, "UPDATE tasks SET "+strings.Join(set, ", ")+
+			" WHERE id = ? AND status = 'started' AND worker_id = ?"+guard+" RETURNING "+taskColumns, args...))
+	}
+	var (
+		t   *scanfleet.Task
+		err error
+	)
+	if c.Status == scanfleet.TaskRequested {
+		// cancel_requested only ever turns on while the task is started,
+		// so when the hand-back misses, a cancel request is the one thing
+		// besides a lost lease that can be in the way.
+		t, err = finish(scanfleet.TaskRequested, " AND cancel_requested = FALSE")
+		if errors.Is(err, sql.ErrNoRows) {
+			t, err = finish(scanfleet.TaskCancelled, " AND cancel_requested = TRUE")
+		}
+	} else {
+		t, err = finish(c.Status, "")
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, db.leaseLost(ctx, "finish task", id, workerID)
+	} else if err != nil {
+		return nil, fmt.Errorf("finish task: %w", err)
+	}
+	return t, nil
+}
+
+// ExpireLeases ends, in one transaction, every started task whose lease
+// lapsed before now (a started task without a lease counts as lapsed: it
+// was started outside ClaimTask, or before leases existed) or that has run
+// longer than its timeout (none when zero):
+//
+//   - a task whose cancel was requested ends cancelled, as asked;
+//   - a task past its timeout fails: "timeout: ran longer than 10m0s";
+//   - a lapsed task with attempts left goes back to requested without a
+//     worker, and is returned for dispatch; one without fails. A task
+//     allows max(MaxAttempts, 1) attempts.
+//
+// Under PostgreSQL the selected rows are locked, so servers sweeping at
+// once end each task once; a worker's renewal waits for the sweep and
+// then finds the task gone.
+func (db *DB) ExpireLeases(ctx context.Context, now time.Time) ([]*scanfleet.Task, error) {
+	now = truncTime(now)
+	nowUS := micros(now)
+	var requeued []*scanfleet.Task
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		lapsed, err := scanTasks(db.query(ctx, tx, "SELECT "+taskColumns+" FROM tasks WHERE status = 'started' AND "+
+			"(lease_expires_at IS NULL OR lease_expires_at < ? OR (timeout_ns > 0 AND started_at < ? - timeout_ns / 1000)) "+
+			"ORDER BY id"+db.dialect.RowLock, nowUS, nowUS))
+		if err != nil {
+			return err
+		}
+		for _, t := range lapsed {
+			to, msg := expiry(t, nowUS)
+			set := "status = ?, " + statusTimeColumn(to) + " = ?, updated_at = ?, lease_expires_at = NULL"
+			args := []any{string(to), nowUS, nowUS}
+			if msg != "" {
+				set += ", error = ?"
+				args = append(args, msg)
+			}
+			if to == scanfleet.TaskRequested {
+				set += ", worker_id = ''"
+			}
+			args = append(args, t.ID)
+			got, err := scanTask(db.queryRow(ctx, tx, "UPDATE tasks SET "+set+" WHERE id = ? AND status = 'started' RETURNING "+taskColumns, args...))
+			if err != nil {
+				return err
+			}
+			if to == scanfleet.TaskRequested {
+				requeued = append(requeued, got)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("expire leases", err)
+	}
+	return requeued, nil
+}
+
+// expiry says what becomes of a started task that ExpireLeases selected,
+// and the error to store ("" keeps the task's own).
+func expiry(t *scanfleet.Task, nowUS int64) (scanfleet.TaskStatus, string) {
+	// The same arithmetic as the query's, so both agree on the boundary.
+	timedOut := t.Timeout > 0 && t.StartedAt != nil && micros(*t.StartedAt) < nowUS-int64(t.Timeout)/1000
+	switch {
+	case t.CancelRequested:
+		return scanfleet.TaskCancelled, ""
+	case timedOut:
+		return scanfleet.TaskFailed, fmt.Sprintf("timeout: ran longer than %s", t.Timeout)
+	}
+	limit := max(t.MaxAttempts, 1)
+	if t.Attempts < limit {
+		return scanfleet.TaskRequested, fmt.Sprintf("lease lapsed on worker %s (attempt %d of %d)", t.WorkerID, t.Attempts, limit)
+	}
+	n := max(t.Attempts, limit)
+	return scanfleet.TaskFailed, fmt.Sprintf("lease lapsed on worker %s; gave up after %d %s", t.WorkerID, n, plural(n, "attempt", "attempts"))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// RequestCancel cancels a task that has not started (created, queued or
+// requested) at once, and flags a started one for its worker, which stops
+// it and reports it cancelled; asking again is harmless. A task that has
+// ended is ECONFLICT.
+func (db *DB) RequestCancel(ctx context.Context, id string, now time.Time) (*scanfleet.Task, error) {
+	now = truncTime(now)
+	var waiting []any // the statuses cancelled at once
+	for _, s := range scanfleet.TransitionSources(scanfleet.TaskCancelled) {
+		if s != scanfleet.TaskStarted {
+			waiting = append(waiting, string(s))
+		}
+	}
+	cancel := "UPDATE tasks SET status = 'cancelled', cancelled_at = ?, updated_at = ? WHERE id = ? AND status IN (" +
+		placeholders(len(waiting)) + ") RETURNING " + taskColumns
+	cancelArgs := append([]any{micros(now), micros(now), id}, waiting...)
+	flag := "UPDATE tasks SET cancel_requested = TRUE, updated_at = ? WHERE id = ? AND status = 'started' RETURNING " + taskColumns
+	// The task may move between the statements (requested → started);
+	// then they are tried again.
+	for range 3 {
+		for _, q := range []struct {
+			query string
+			args  []any
+		}{{cancel, cancelArgs}, {flag, []any{micros(now), id}}} {
+			t, err := scanTask(db.queryRow(ctx, db.write, q.query, q.args...))
+			if err == nil {
+				return t, nil
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("cancel task: %w", err)
+			}
+		}
+		status, _, err := db.taskHolder(ctx, id)
+		if err != nil {
+			return nil, wrap("cancel task", err)
+		}
+		if status.Terminal() {
+			return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is %s; it cannot be cancelled", id, status)
+		}
+	}
+	return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is changing too often to be cancelled; try again", id)
+}
+
+// AddTaskRecords adds n to the task's record count. Like log lines, it
+// does not change the task's updated_at.
+func (db *DB) AddTaskRecords(ctx context.Context, id string, n int64) error {
+	if n < 0 {
+		return scanfleet.Errorf(scanfleet.EINVALID, "records: %d is negative", n)
+	}
+	res, err := db.exec(ctx, db.write, "UPDATE tasks SET records = records + ? WHERE id = ?", n, id)
+	if err != nil {
+		return fmt.Errorf("add task records: %w", err)
+	}
+	if k, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("add task records: %w", err)
+	} else if k == 0 {
+		return errTaskNotFound(id)
+	}
+	return nil
+}
