@@ -113,6 +113,9 @@ Start a server with "scanfleet server"; the other commands talk to it with
 		a.taskCommand(),
 		a.recordsCommand(),
 		a.attackSurfaceCommand(),
+		a.workerCommand(),
+		a.workerTokenCommand(),
+		a.workersCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -167,8 +167,11 @@ func endToEnd(t *testing.T, storeArgs ...string) {
 	out = s.cli(t, "", "workspace", "check", "acme", "10.0.0.5", "-o", "json")
 	require.Contains(t, out, `"in_scope": false`)
 
+	// The scan runs on the server's in-process worker, end to end, in a
+	// workspace of its own (noop's synthetic hosts stay out of acme).
+	s.cli(t, "", "workspace", "create", "lab", "--include", "10.0.0.0/24")
 	out = s.cli(t, "", "scan", "create", "--name", "nightly", "--type", "noop", "--arg", "sleep=1s", "--arg", "records=10",
-		"--workspace", "acme", "--frequency", "24h", "-o", "json")
+		"--workspace", "lab", "--frequency", "24h", "-o", "json")
 	var scan map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &scan))
 	require.Equal(t, "24h0m0s", scan["frequency"])
@@ -177,9 +180,23 @@ func endToEnd(t *testing.T, storeArgs ...string) {
 	var tasks []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &tasks))
 	require.Len(t, tasks, 1)
-	require.Equal(t, "created", tasks[0]["status"])
-	out = s.cli(t, "", "task", "list", "--status", "created")
-	require.Contains(t, out, tasks[0]["id"])
+	id := tasks[0]["id"].(string)
+	deadline := time.Now().Add(30 * time.Second)
+	var task map[string]any
+	for {
+		require.NoError(t, json.Unmarshal([]byte(s.cli(t, "", "task", "get", id, "-o", "json")), &task))
+		if task["status"] == "finished" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Equal(t, "finished", task["status"], "task: %v", task)
+	require.EqualValues(t, 10, task["records"])
+	require.Contains(t, s.cli(t, "", "task", "logs", id), "emitted 10 records")
+	require.Contains(t, s.cli(t, "", "task", "list", "--status", "finished"), id)
+	out = s.cli(t, "", "records", "list", "lab", "--kind", "host", "-o", "jsonl")
+	require.Len(t, strings.Split(strings.TrimSpace(out), "\n"), 10)
+	require.Contains(t, s.cli(t, "", "workers"), "local-external")
 
 	dir := t.TempDir()
 	bulk := filepath.Join(dir, "faraday.json")

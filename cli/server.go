@@ -17,6 +17,7 @@ import (
 	"github.com/scanfleet/scanfleet/attacksurface"
 	sfhttp "github.com/scanfleet/scanfleet/http"
 	"github.com/scanfleet/scanfleet/postgres"
+	"github.com/scanfleet/scanfleet/router"
 	"github.com/scanfleet/scanfleet/sqlite"
 )
 
@@ -66,11 +67,13 @@ func registry() *scanfleet.Registry {
 
 func (a *app) serverCommand() *cobra.Command {
 	var (
-		addr         string
-		maxBody      int64
-		maxLine      int
-		logLevel     string
-		shutdownWait time.Duration
+		addr             string
+		maxBody          int64
+		maxLine          int
+		logLevel         string
+		shutdownWait     time.Duration
+		localWorkersOn   bool
+		localConcurrency int
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -88,6 +91,8 @@ admin API token and prints it once.`,
 	cmd.Flags().IntVar(&maxLine, "max-line-bytes", scanfleet.DefaultMaxLineBytes, "longest JSON Lines line accepted")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&shutdownWait, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight on shutdown")
+	cmd.Flags().BoolVar(&localWorkersOn, "local-workers", true, "run one in-process worker per pool")
+	cmd.Flags().IntVar(&localConcurrency, "local-concurrency", 4, "tasks each in-process worker runs at once")
 	envHelp(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var level slog.Level
@@ -103,11 +108,16 @@ admin API token and prints it once.`,
 			return fmt.Errorf("open store (%s): %w", sf.describe(), err)
 		}
 		defer store.Close()
+		var rt *router.Router
 		srv, err := sfhttp.NewServer(store, registry(), sfhttp.Config{
 			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
+			TasksCreated: func() { rt.Wake() },
 		})
 		if err != nil {
 			return usageError{err}
+		}
+		if rt, err = router.New(store, router.Config{Notify: srv.NotifyPool, Logger: logger}); err != nil {
+			return err
 		}
 		if err := srv.Start(ctx); err != nil {
 			return err
@@ -122,8 +132,22 @@ admin API token and prints it once.`,
 			_ = srv.Stop(context.Background())
 			return err
 		}
+		if err := rt.Start(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		defer rt.Stop()
+		var lw *localWorkers
+		if localWorkersOn {
+			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, localConcurrency, logger); err != nil {
+				_ = srv.Stop(context.Background())
+				return err
+			}
+		}
 		<-ctx.Done()
 		logger.Info("shutting down")
+		if lw != nil {
+			lw.Stop() // drains: running tasks are handed back while the API is still up
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), shutdownWait)
 		defer cancel()
 		return srv.Stop(sctx)

@@ -46,7 +46,19 @@ var operations = []operation{
 
 	{method: "GET", path: "/api/v1/tasks", summary: "List tasks, newest first.", role: "viewer", params: []string{"status", "scan", "workspace", "since", "until", "cursor", "limit"}, status: 200, response: "TaskList"},
 	{method: "GET", path: "/api/v1/tasks/{id}", summary: "Get a task.", role: "viewer", status: 200, response: "Task"},
-	{method: "GET", path: "/api/v1/tasks/{id}/logs", summary: "A task's log lines after line ?after=.", role: "viewer", params: []string{"after", "limit"}, status: 200, response: "TaskLogs"},
+	{method: "GET", path: "/api/v1/tasks/{id}/logs", summary: "A task's log lines after line ?after=; with ?follow=1 a text/event-stream of lines until the task ends.", role: "viewer", params: []string{"after", "limit", "follow"}, status: 200, response: "TaskLogs"},
+
+	{method: "POST", path: "/api/v1/tasks/{id}/cancel", summary: "Cancel a task: at once before it starts, else its worker stops it within seconds.", role: "operator", status: 202, response: "Task"},
+	{method: "GET", path: "/api/v1/workers", summary: "Workers with their pool, site, capabilities and state (online, busy, idle, offline).", role: "viewer", status: 200, response: "WorkerList"},
+	{method: "POST", path: "/api/v1/worker-tokens", summary: "Create a one-time join token for a worker; its secret is in this answer only.", role: "admin", body: "JoinTokenCreate", status: 201, response: "JoinTokenCreated"},
+	{method: "POST", path: "/api/v1/workers/enrol", summary: "A worker enrols with a join token and receives its credential (once).", role: "", body: "Enrol", status: 201, response: "Enrolled"},
+	{method: "POST", path: "/api/v1/worker/heartbeat", summary: "Worker heartbeat; answers with commands. Worker credential.", role: "worker", body: "Heartbeat", status: 200, response: "Poll"},
+	{method: "POST", path: "/api/v1/worker/poll", summary: "HTTP transport long poll (≤ 30 s): leases tasks of the worker's pool and site, and returns commands. Worker credential.", role: "worker", body: "PollRequest", status: 200, response: "Poll"},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/claim", summary: "Start a dispatched task and take its lease. Worker credential.", role: "worker", status: 200, response: "Task"},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/renew", summary: "Renew a held task's lease and report progress; answers whether cancel was requested. Worker credential.", role: "worker", body: "Renew", status: 200, response: "RenewResult"},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/logs", summary: "Append log lines of a held task. Worker credential.", role: "worker", body: "Logs", status: 204},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/records", summary: "Ingest a chunk of a held task's records (JSON Lines). Worker credential.", role: "worker", body: "jsonl", status: 200, response: "IngestResult"},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/finish", summary: "Report a held task's outcome, or hand it back (status requested). Worker credential.", role: "worker", body: "Finish", status: 200, response: "Task"},
 
 	{method: "GET", path: "/api/v1/tokens", summary: "List API tokens (never their secrets).", role: "admin", status: 200, response: "TokenList"},
 	{method: "POST", path: "/api/v1/tokens", summary: "Create an API token; its secret is in this answer only.", role: "admin", body: "TokenCreate", status: 201, response: "TokenCreated"},
@@ -60,7 +72,7 @@ var paramDocs = map[string]string{
 	"format": "json (default) or jsonl.", "target": "IP, CIDR, host name or URL.", "workspace": "Workspace name.",
 	"type": "Task type.", "enabled": "true or false.", "status": "Task status; repeat or comma-separate for several.",
 	"scan": "Scan id.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
-	"after": "Return lines numbered after this one.",
+	"after": "Return lines numbered after this one.", "follow": "1 to stream lines as server-sent events until the task ends.",
 	"vm_id": "A VM id of the cloud environment.", "mode": "transitive (default), direct or tag.",
 }
 
@@ -118,7 +130,8 @@ var schemas = map[string]any{
 		"status":   map[string]any{"type": "string", "enum": []string{"created", "queued", "requested", "started", "finished", "failed", "cancelled"}},
 		"attempts": integer, "max_attempts": integer, "worker_id": str, "timeout": str, "input": anyObj, "output": anyObj, "error": str,
 		"created_at": tstamp, "queued_at": ntstamp, "requested_at": ntstamp, "started_at": ntstamp, "finished_at": ntstamp,
-		"failed_at": ntstamp, "cancelled_at": ntstamp, "updated_at": tstamp}),
+		"failed_at": ntstamp, "cancelled_at": ntstamp, "updated_at": tstamp, "lease_expires_at": ntstamp, "cancel_requested": boolean,
+		"progress": obj(map[string]any{"done": integer, "total": integer}), "records": integer, "log_truncated": boolean}),
 	"TaskList": listOf("Task"),
 	"TaskRun":  obj(map[string]any{"tasks": arr(ref("Task"))}),
 	"TaskLogs": obj(map[string]any{"items": arr(obj(map[string]any{"seq": integer, "time": tstamp, "line": str})), "next_after": integer}),
@@ -134,7 +147,23 @@ var schemas = map[string]any{
 	"IngestResult": obj(map[string]any{"accepted": integer, "new": integer, "changed": integer, "unchanged": integer}),
 	"Token": obj(map[string]any{"id": str, "name": str, "role": map[string]any{"type": "string", "enum": []string{"admin", "operator", "viewer"}},
 		"prefix": str, "created_at": tstamp, "last_used_at": ntstamp}),
-	"TokenList":    listOf("Token"),
+	"TokenList": listOf("Token"),
+	"Worker": obj(map[string]any{"id": str, "name": str, "pool": str, "site": str, "version": str, "capabilities": strs, "executors": strs,
+		"transport": str, "concurrency": integer, "running": integer, "draining": boolean, "created_at": tstamp, "last_seen_at": tstamp,
+		"state": map[string]any{"type": "string", "enum": []string{"online", "busy", "idle", "offline"}}}),
+	"WorkerList":       listOf("Worker"),
+	"JoinTokenCreate":  obj(map[string]any{"name": str, "pool": str, "site": str, "ttl": str}),
+	"JoinTokenCreated": obj(map[string]any{"id": str, "name": str, "pool": str, "site": str, "expires_at": tstamp, "token": str}),
+	"Enrol": obj(map[string]any{"join_token": str, "name": str, "pool": str, "site": str, "version": str, "capabilities": strs,
+		"executors": strs, "transport": str, "concurrency": integer}, "join_token", "name", "pool", "transport", "concurrency"),
+	"Enrolled":     obj(map[string]any{"worker_id": str, "credential": str, "nats": obj(map[string]any{"url": str})}),
+	"Heartbeat":    obj(map[string]any{"running": integer, "draining": boolean}),
+	"PollRequest":  obj(map[string]any{"max": integer, "wait": str, "running": integer, "draining": boolean}),
+	"Poll":         obj(map[string]any{"tasks": arr(ref("Task")), "commands": arr(obj(map[string]any{"type": str, "task_id": str}))}),
+	"Renew":        obj(map[string]any{"progress": obj(map[string]any{"done": integer, "total": integer})}),
+	"RenewResult":  obj(map[string]any{"cancel_requested": boolean, "lease_expires_at": tstamp}),
+	"Logs":         obj(map[string]any{"lines": strs}),
+	"Finish":       obj(map[string]any{"status": str, "output": anyObj, "error": str}, "status"),
 	"TokenCreate":  obj(map[string]any{"name": str, "role": map[string]any{"type": "string", "enum": []string{"admin", "operator", "viewer"}}}, "name", "role"),
 	"TokenCreated": map[string]any{"allOf": []any{ref("Token"), obj(map[string]any{"token": str})}},
 }
@@ -192,9 +221,13 @@ func buildOpenAPI() map[string]any {
 		if len(params) > 0 {
 			o["parameters"] = params
 		}
-		if op.role == "" {
+		switch op.role {
+		case "":
 			o["security"] = []any{}
-		} else {
+		case "worker":
+			o["security"] = []any{map[string]any{"worker": []any{}}}
+			o["description"] = "Needs a worker credential (sfw_…), which no other route accepts."
+		default:
 			o["description"] = "Needs a token with the " + op.role + " role or higher."
 		}
 		switch op.body {
@@ -214,8 +247,9 @@ func buildOpenAPI() map[string]any {
 		"servers": []any{map[string]any{"url": "/"}},
 		"paths":   paths,
 		"components": map[string]any{
-			"schemas":         schemas,
-			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
+			"schemas": schemas,
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"},
+				"worker": map[string]any{"type": "http", "scheme": "bearer", "description": "A worker credential from /api/v1/workers/enrol."}},
 		},
 		"security": []any{map[string]any{"bearer": []any{}}},
 	}

@@ -160,5 +160,8 @@ func (s *Server) handleRunScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.tasksCreated.Add(float64(len(tasks)))
+	if s.cfg.TasksCreated != nil {
+		s.cfg.TasksCreated()
+	}
 	writeJSON(w, http.StatusCreated, map[string]any{"tasks": tasks})
 }

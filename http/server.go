@@ -37,6 +37,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Lease is how long a worker holds a task between renewals. Default
+	// scanfleet.DefaultLease (30 s).
+	Lease time.Duration
+	// WorkerNATSURL is the NATS URL given to enrolling NATS workers; ""
+	// when the server has no NATS.
+	WorkerNATSURL string
+	// Commands delivers commands to NATS workers; nil without NATS.
+	Commands CommandBus
+	// Dispatch sends tasks handed back by a worker to the queue again;
+	// nil when the HTTP long poll (the store) is the only queue.
+	Dispatch func(ctx context.Context, tasks []*scanfleet.Task) error
+	// TasksCreated is called after a request created tasks, to route them
+	// at once. Optional.
+	TasksCreated func()
 }
 
 // WithDefaults returns the config with every zero field set to its default.
@@ -52,6 +66,7 @@ func (c Config) WithDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.Lease = cmp.Or(c.Lease, scanfleet.DefaultLease)
 	return c
 }
 
@@ -77,6 +92,7 @@ type Server struct {
 	router   chi.Router
 	metrics  *metrics
 	graphs   graphCache
+	hub      *hub
 
 	mu   sync.Mutex
 	ln   net.Listener
@@ -96,6 +112,7 @@ func NewServer(store scanfleet.Store, registry *scanfleet.Registry, cfg Config) 
 	s := &Server{
 		cfg: cfg, store: store, registry: registry, logger: cfg.Logger,
 		touched: map[string]time.Time{},
+		hub:     newHub(),
 	}
 	s.metrics = newMetrics(store)
 	s.router = s.routes()
@@ -208,6 +225,21 @@ func (s *Server) routes() chi.Router {
 		viewer.Get("/tasks", s.handleListTasks)
 		viewer.Get("/tasks/{id}", s.handleGetTask)
 		viewer.Get("/tasks/{id}/logs", s.handleTaskLogs)
+		operator.Post("/tasks/{id}/cancel", s.handleCancelTask)
+
+		viewer.Get("/workers", s.handleListWorkers)
+		admin.Post("/worker-tokens", s.handleCreateJoinToken)
+		r.Post("/workers/enrol", s.handleEnrol)
+		r.Route("/worker", func(r chi.Router) {
+			r.Use(s.workerAuth)
+			r.Post("/heartbeat", s.handleHeartbeat)
+			r.Post("/poll", s.handlePoll)
+			r.Post("/tasks/{id}/claim", s.handleClaim)
+			r.Post("/tasks/{id}/renew", s.handleRenew)
+			r.Post("/tasks/{id}/logs", s.handleWorkerLogs)
+			r.Post("/tasks/{id}/records", s.handleWorkerRecords)
+			r.Post("/tasks/{id}/finish", s.handleFinish)
+		})
 
 		admin.Get("/tokens", s.handleListTokens)
 		admin.Post("/tokens", s.handleCreateToken)
@@ -346,3 +378,7 @@ func queryTime(r *http.Request, name string) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// NotifyPool wakes the long polls of the pool's HTTP workers: tasks for it
+// were just requested.
+func (s *Server) NotifyPool(pool scanfleet.Pool) { s.hub.NotifyPool(pool) }

@@ -1,9 +1,12 @@
 package http
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/scanfleet/scanfleet"
 )
@@ -74,6 +77,10 @@ func (s *Server) handleTaskLogs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if q.Get("follow") == "1" || q.Get("follow") == "true" {
+		s.followLogs(w, r, id, after)
+		return
+	}
 	logs, err := s.store.ListTaskLogs(r.Context(), id, after, p.Limit)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -87,4 +94,64 @@ func (s *Server) handleTaskLogs(w http.ResponseWriter, r *http.Request) {
 		next = logs[len(logs)-1].Seq
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": logs, "next_after": next})
+}
+
+// followInterval is how often a followed log is read again.
+const followInterval = 250 * time.Millisecond
+
+// followLogs streams a task's log as server-sent events: an "log" event per
+// line (its id the line number, so a reconnecting client resumes with
+// Last-Event-ID), and one "end" event with the task's final status once it
+// has ended and every line was sent.
+func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, id string, after int64) {
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		s.writeError(w, r, fmt.Errorf("streaming unsupported by the response writer"))
+		return
+	}
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		fmt.Sscan(v, &after)
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	ctx := r.Context()
+	tick := time.NewTicker(followInterval)
+	defer tick.Stop()
+	for {
+		// Read the status before the lines: lines written before the task
+		// ended are then sure to be sent before "end".
+		t, err := s.store.FindTask(ctx, id)
+		if err != nil {
+			return
+		}
+		for {
+			logs, err := s.store.ListTaskLogs(ctx, id, after, 1000)
+			if err != nil {
+				return
+			}
+			for _, l := range logs {
+				b, _ := json.Marshal(l)
+				fmt.Fprintf(w, "id: %d\nevent: log\ndata: %s\n\n", l.Seq, b)
+				after = l.Seq
+			}
+			if len(logs) < 1000 {
+				break
+			}
+		}
+		if t.Status.Terminal() {
+			b, _ := json.Marshal(map[string]any{"status": t.Status, "error": t.Error})
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", b)
+			flusher.Flush()
+			return
+		}
+		fmt.Fprint(w, ": keep-alive\n\n")
+		flusher.Flush()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/scanfleet/scanfleet"
+	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/worker"
+)
+
+// localWorkers runs one in-process worker per pool that has executors, so
+// that a single "scanfleet server" scans end to end. They use the same
+// worker code and API as remote workers, over loopback HTTP.
+type localWorkers struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, concurrency int, logger *slog.Logger) (*localWorkers, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	lw := &localWorkers{cancel: cancel}
+	caps := worker.DetectCapabilities()
+	for _, pool := range []scanfleet.Pool{scanfleet.PoolExternal, scanfleet.PoolInternal, scanfleet.PoolBaremetal} {
+		ex, names := executorsFor(pool)
+		if len(ex) == 0 {
+			continue
+		}
+		if pool == scanfleet.PoolBaremetal && !contains(caps, scanfleet.RequireRawSockets) {
+			logger.Warn("no local baremetal worker: this process cannot open raw sockets (run as root or with CAP_NET_RAW)")
+			continue
+		}
+		_, join, err := srv.NewJoinToken(ctx, "local-"+string(pool), string(pool), "", 0)
+		if err != nil {
+			lw.Stop()
+			return nil, err
+		}
+		resp, err := srv.Enrol(ctx, sfhttp.EnrolRequest{
+			JoinToken: join, Name: "local-" + string(pool), Pool: pool, Version: version(),
+			Capabilities: caps, Executors: names, Transport: "http", Concurrency: concurrency,
+		})
+		if err != nil {
+			lw.Stop()
+			return nil, fmt.Errorf("enrol local %s worker: %w", pool, err)
+		}
+		client := worker.NewClient(srv.URL(), resp.Credential)
+		var data scanfleet.TaskData
+		if pool != scanfleet.PoolExternal {
+			data = store
+		}
+		w, err := worker.New(worker.Config{
+			Client: client, WorkerID: resp.WorkerID, Source: worker.HTTPSource{Client: client}, Executors: ex,
+			Concurrency: concurrency, Data: data, Logger: logger.With(slog.String("pool", string(pool))),
+		})
+		if err != nil {
+			lw.Stop()
+			return nil, err
+		}
+		lw.wg.Add(1)
+		go func() {
+			defer lw.wg.Done()
+			if err := w.Run(ctx); err != nil {
+				logger.Error("local worker", slog.String("pool", string(pool)), slog.Any("err", err))
+			}
+		}()
+	}
+	return lw, nil
+}
+
+// Stop drains the local workers and waits for them.
+func (lw *localWorkers) Stop() {
+	lw.cancel()
+	lw.wg.Wait()
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

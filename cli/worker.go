@@ -1,0 +1,229 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/attacksurface"
+	"github.com/scanfleet/scanfleet/scanner/noop"
+	"github.com/scanfleet/scanfleet/worker"
+)
+
+// executors returns the built-in executors of this build.
+func executors() []scanfleet.Executor {
+	return []scanfleet.Executor{noop.Executor{}, attacksurface.Executor{}}
+}
+
+// executorsFor returns the executors a worker of pool may run.
+func executorsFor(pool scanfleet.Pool) ([]scanfleet.Executor, []string) {
+	var ex []scanfleet.Executor
+	var names []string
+	for _, e := range executors() {
+		if e.TaskType().Pool() == pool {
+			ex = append(ex, e)
+			names = append(names, e.TaskType().Name)
+		}
+	}
+	return ex, names
+}
+
+// workerState is what a worker keeps between runs: its identity and
+// credential, written once at enrolment (mode 0600).
+type workerState struct {
+	Server     string `json:"server"`
+	WorkerID   string `json:"worker_id"`
+	Credential string `json:"credential"`
+	Pool       string `json:"pool"`
+	Site       string `json:"site"`
+	Transport  string `json:"transport"`
+	NATSURL    string `json:"nats_url,omitempty"`
+}
+
+func (a *app) workerCommand() *cobra.Command {
+	var (
+		server, joinToken, pool, site, transport, stateFile, name, logLevel string
+		concurrency                                                         int
+		idle, drain                                                         time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Join a pool and run its tasks",
+		Long: `Run a worker. The first start enrols it with a one-time join token (from
+"scanfleet worker-token create" or POST /api/v1/worker-tokens) and writes the
+worker's own credential to --state-file; later starts reuse it. The worker
+announces its pool, site, executors and the capabilities it detected, then takes
+tasks over NATS JetStream or, where only HTTP(S) reaches the server, over a long
+poll (--transport http). SIGTERM drains it: no new tasks; running ones get
+--drain-timeout to finish and are then handed back for another worker.`,
+		Example: `  scanfleet worker --server http://10.0.0.1:8080 --join-token sfj_… --pool external --transport http`,
+		Args:    cobra.NoArgs,
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&server, "server", "http://127.0.0.1:8080", "server URL")
+	fs.StringVar(&joinToken, "join-token", "", "one-time join token, needed for the first start only")
+	fs.StringVar(&pool, "pool", "external", "pool to join: external, internal or baremetal")
+	fs.StringVar(&site, "site", "", "network location; the worker takes tasks of this site and of no site")
+	fs.StringVar(&transport, "transport", "http", "nats or http (long poll)")
+	fs.StringVar(&stateFile, "state-file", "scanfleet-worker.json", "where the worker keeps its credential")
+	fs.StringVar(&name, "name", "", "worker name (default: the host name)")
+	fs.IntVar(&concurrency, "concurrency", 4, "tasks run at once")
+	fs.DurationVar(&idle, "idle-timeout", 0, "exit 0 after this long without a task (0: never)")
+	fs.DurationVar(&drain, "drain-timeout", 0, "on SIGTERM, how long running tasks may go on before they are handed back")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	envHelp(fs)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+			return usagef("--log-level %q is not debug, info, warn or error", logLevel)
+		}
+		logger := slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
+		p, err := scanfleet.ParsePool(pool)
+		if err != nil {
+			return usagef("--pool %q is not external, internal or baremetal", pool)
+		}
+		if transport != "http" && transport != "nats" {
+			return usagef("--transport %q is not nats or http", transport)
+		}
+		if name == "" {
+			name, _ = os.Hostname()
+		}
+		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		ex, names := executorsFor(p)
+		st, err := loadOrEnrol(ctx, stateFile, worker.EnrolRequest{
+			JoinToken: joinToken, Name: name, Pool: p, Site: site, Version: version(),
+			Capabilities: worker.DetectCapabilities(), Executors: names, Transport: transport, Concurrency: concurrency,
+		}, server)
+		if err != nil {
+			return err
+		}
+		client := worker.NewClient(st.Server, st.Credential)
+		src, closeSrc, err := newSource(ctx, st, client, logger)
+		if err != nil {
+			return err
+		}
+		defer closeSrc()
+		w, err := worker.New(worker.Config{
+			Client: client, WorkerID: st.WorkerID, Source: src, Executors: ex,
+			Concurrency: concurrency, IdleTimeout: idle, DrainTimeout: drain, Logger: logger,
+		})
+		if err != nil {
+			return usageError{err}
+		}
+		fmt.Fprintf(a.stdout, "worker %s (%s, pool %s, site %q, transport %s) running %v\n", st.WorkerID, name, p, site, st.Transport, names)
+		return w.Run(ctx)
+	}
+	return cmd
+}
+
+// loadOrEnrol reads the worker's state file, or enrols with the join token
+// and writes it.
+func loadOrEnrol(ctx context.Context, path string, req worker.EnrolRequest, server string) (*workerState, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		var st workerState
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		if st.Pool != string(req.Pool) || st.Site != req.Site || st.Transport != req.Transport {
+			return nil, usagef("%s holds a worker of pool %s, site %q, transport %s; remove it to enrol anew", path, st.Pool, st.Site, st.Transport)
+		}
+		return &st, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if req.JoinToken == "" {
+		return nil, usagef("no %s yet: pass --join-token for the first start (scanfleet worker-token create)", path)
+	}
+	resp, err := worker.Enrol(ctx, server, req)
+	if err != nil {
+		return nil, err
+	}
+	st := &workerState{Server: server, WorkerID: resp.WorkerID, Credential: resp.Credential, Pool: string(req.Pool), Site: req.Site, Transport: req.Transport}
+	if resp.NATS != nil {
+		st.NATSURL = resp.NATS.URL
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("save the worker's credential: %w", err)
+	}
+	return st, nil
+}
+
+func (a *app) workerTokenCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "worker-token", Short: "Create one-time join tokens for workers"}
+	var name, pool, site, ttl string
+	create := &cobra.Command{Use: "create", Short: "Create a join token and print it once", Args: cobra.NoArgs}
+	o := addClientFlags(create)
+	create.Flags().StringVar(&name, "name", "worker", "a name for the token")
+	create.Flags().StringVar(&pool, "pool", "", "pin the pool the worker may join")
+	create.Flags().StringVar(&site, "site", "", "pin the site the worker may join")
+	create.Flags().StringVar(&ttl, "ttl", "24h", "how long the token may be used")
+	envHelp(create.Flags())
+	create.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := o.client()
+		if err != nil {
+			return err
+		}
+		var res map[string]any
+		body := map[string]any{"name": name, "pool": pool, "site": site, "ttl": ttl}
+		if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/worker-tokens", body, &res); err != nil {
+			return err
+		}
+		if o.output == "json" {
+			return printOne(a.stdout, "json", res, nil)
+		}
+		fmt.Fprintln(a.stdout, res["token"])
+		fmt.Fprintf(a.stderr, "join token %v expires %v; it enrols one worker and is shown only once\n", res["id"], res["expires_at"])
+		return nil
+	}
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func (a *app) workersCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "workers", Short: "List workers and their state", Args: cobra.NoArgs}
+	o := addClientFlags(cmd)
+	envHelp(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := o.client()
+		if err != nil {
+			return err
+		}
+		var page listPage[*scanfleet.Worker]
+		if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/workers", nil, &page); err != nil {
+			return err
+		}
+		t := &table{headers: []string{"ID", "NAME", "POOL", "SITE", "STATE", "RUNNING", "TRANSPORT", "LAST SEEN"}}
+		for _, w := range page.Items {
+			t.add(w, w.ID, w.Name, string(w.Pool), orDash(w.Site), string(w.State), fmt.Sprintf("%d/%d", w.Running, w.Concurrency), w.Transport, fmtTime(&w.LastSeenAt))
+		}
+		return t.print(a.stdout, o.output)
+	}
+	return cmd
+}
+
+// newSource returns the worker's transport.
+func newSource(ctx context.Context, st *workerState, client *worker.Client, logger *slog.Logger) (worker.Source, func(), error) {
+	switch st.Transport {
+	case "http":
+		return worker.HTTPSource{Client: client}, func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("transport %q is not available in this build", st.Transport)
+}

@@ -1,0 +1,95 @@
+package http
+
+import (
+	"context"
+	"sync"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Command is an instruction to one worker, delivered in its poll or
+// heartbeat answer (HTTP transport) or on its NATS command subject.
+type Command struct {
+	Type   string `json:"type"` // "cancel"
+	TaskID string `json:"task_id"`
+}
+
+// CommandBus delivers commands to workers over another transport (NATS).
+type CommandBus interface {
+	Command(ctx context.Context, workerID string, cmd Command) error
+}
+
+// hub holds the commands waiting for HTTP workers and wakes their long
+// polls when a command or a task for their pool arrives. It is per server
+// process; long polls also re-check the store every second, so a task
+// routed by another replica is found too.
+type hub struct {
+	mu       sync.Mutex
+	commands map[string][]Command        // worker id → pending commands
+	waiters  map[string]chan struct{}    // worker id → wake channel of its poll
+	pools    map[scanfleet.Pool][]string // pool → waiting worker ids
+}
+
+func newHub() *hub {
+	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{}}
+}
+
+// push queues a command for a worker and wakes its poll.
+func (h *hub) push(workerID string, c Command) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.commands[workerID] = append(h.commands[workerID], c)
+	if ch, ok := h.waiters[workerID]; ok {
+		close(ch)
+		delete(h.waiters, workerID)
+	}
+}
+
+// take returns and clears a worker's pending commands.
+func (h *hub) take(workerID string) []Command {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.commands[workerID]
+	delete(h.commands, workerID)
+	return c
+}
+
+// wait registers a poll of worker in pool and returns a channel closed when
+// something arrives for it, and a function to unregister.
+func (h *hub) wait(workerID string, pool scanfleet.Pool) (<-chan struct{}, func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch := make(chan struct{})
+	if old, ok := h.waiters[workerID]; ok {
+		close(old)
+	}
+	h.waiters[workerID] = ch
+	h.pools[pool] = append(h.pools[pool], workerID)
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.waiters[workerID] == ch {
+			delete(h.waiters, workerID)
+		}
+		ids := h.pools[pool]
+		for i, id := range ids {
+			if id == workerID {
+				h.pools[pool] = append(ids[:i:i], ids[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// NotifyPool wakes the long polls of a pool's workers: tasks arrived.
+func (h *hub) NotifyPool(pool scanfleet.Pool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range h.pools[pool] {
+		if ch, ok := h.waiters[id]; ok {
+			close(ch)
+			delete(h.waiters, id)
+		}
+	}
+	h.pools[pool] = nil
+}

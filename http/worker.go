@@ -1,0 +1,476 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+const workerKey ctxKey = 1
+
+// workerFrom returns the worker that authenticated the request.
+func workerFrom(ctx context.Context) *scanfleet.Worker {
+	w, _ := ctx.Value(workerKey).(*scanfleet.Worker)
+	return w
+}
+
+// workerAuth requires a worker credential. API tokens are refused here,
+// and a worker credential is refused everywhere else, since the two are
+// looked up in different tables.
+func (s *Server) workerAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, secret, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		secret = strings.TrimSpace(secret)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(secret, scanfleet.WorkerCredPrefix) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="scanfleet-worker"`)
+			s.writeError(w, r, scanfleet.Errorf(scanfleet.EUNAUTHORIZED, "missing worker credential: send \"Authorization: Bearer sfw_…\""))
+			return
+		}
+		wk, err := s.store.FindWorkerByHash(r.Context(), scanfleet.HashToken(secret))
+		if scanfleet.ErrorCode(err) == scanfleet.ENOTFOUND {
+			s.writeError(w, r, scanfleet.Errorf(scanfleet.EUNAUTHORIZED, "unknown or revoked worker credential"))
+			return
+		} else if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), workerKey, wk)))
+	})
+}
+
+// EnrolRequest is what a worker sends, with its join token, to enrol.
+type EnrolRequest struct {
+	JoinToken    string                  `json:"join_token"`
+	Name         string                  `json:"name"`
+	Pool         scanfleet.Pool          `json:"pool"`
+	Site         string                  `json:"site"`
+	Version      string                  `json:"version"`
+	Capabilities []scanfleet.Requirement `json:"capabilities"`
+	Executors    []string                `json:"executors"`
+	Transport    string                  `json:"transport"`
+	Concurrency  int                     `json:"concurrency"`
+}
+
+// EnrolResponse carries the worker's credential, shown only here, and how
+// to reach the task queue.
+type EnrolResponse struct {
+	WorkerID   string     `json:"worker_id"`
+	Credential string     `json:"credential"`
+	NATS       *NATSCreds `json:"nats,omitempty"`
+}
+
+// NATSCreds tell a worker how to reach the NATS queue: user is its id,
+// password its credential.
+type NATSCreds struct {
+	URL string `json:"url"`
+}
+
+// Enrol validates an enrolment request and stores the worker. It is used by
+// the HTTP route and by the server's own in-process workers.
+func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, error) {
+	pool, err := scanfleet.ParsePool(string(req.Pool))
+	if err != nil {
+		return nil, err
+	}
+	if req.Site != "" {
+		if err := scanfleet.ValidateSlug("site", req.Site); err != nil {
+			return nil, err
+		}
+	}
+	if req.Name == "" {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "name: is empty")
+	}
+	if req.Concurrency < 1 || req.Concurrency > 10000 {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "concurrency: %d is not between 1 and 10000", req.Concurrency)
+	}
+	switch req.Transport {
+	case "nats", "http":
+	default:
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "transport: %q is not nats or http", req.Transport)
+	}
+	if pool == scanfleet.PoolBaremetal && !contains(req.Capabilities, scanfleet.RequireRawSockets) {
+		return nil, scanfleet.Errorf(scanfleet.EFORBIDDEN, "pool baremetal needs the raw_sockets capability, which this worker did not detect (run it as root or with CAP_NET_RAW)")
+	}
+	cred, hash, err := scanfleet.NewSecret(scanfleet.WorkerCredPrefix)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	wk := &scanfleet.Worker{
+		ID: scanfleet.NewID(), Name: req.Name, Pool: pool, Site: req.Site, Version: req.Version,
+		Capabilities: req.Capabilities, Executors: req.Executors, Transport: req.Transport,
+		Concurrency: req.Concurrency, Hash: hash, CreatedAt: now, LastSeenAt: now,
+	}
+	if err := s.store.EnrolWorker(ctx, scanfleet.HashToken(req.JoinToken), wk, now); err != nil {
+		return nil, err
+	}
+	resp := &EnrolResponse{WorkerID: wk.ID, Credential: cred}
+	if req.Transport == "nats" && s.cfg.WorkerNATSURL != "" {
+		resp.NATS = &NATSCreds{URL: s.cfg.WorkerNATSURL}
+	}
+	return resp, nil
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handleEnrol(w http.ResponseWriter, r *http.Request) {
+	var req EnrolRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	resp, err := s.Enrol(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+type createJoinTokenRequest struct {
+	Name string             `json:"name"`
+	Pool string             `json:"pool"`
+	Site string             `json:"site"`
+	TTL  scanfleet.Duration `json:"ttl"`
+}
+
+func (s *Server) handleCreateJoinToken(w http.ResponseWriter, r *http.Request) {
+	var req createJoinTokenRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	jt, secret, err := s.NewJoinToken(r.Context(), req.Name, req.Pool, req.Site, time.Duration(req.TTL))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"id": jt.ID, "name": jt.Name, "pool": jt.Pool, "site": jt.Site,
+		"expires_at": jt.ExpiresAt, "token": secret})
+}
+
+// NewJoinToken stores a one-time join token and returns its secret. A zero
+// ttl means 24 hours.
+func (s *Server) NewJoinToken(ctx context.Context, name, pool, site string, ttl time.Duration) (*scanfleet.JoinToken, string, error) {
+	jt := &scanfleet.JoinToken{ID: scanfleet.NewID(), Name: name, Site: site, CreatedAt: s.cfg.Now()}
+	if pool != "" {
+		p, err := scanfleet.ParsePool(pool)
+		if err != nil {
+			return nil, "", err
+		}
+		jt.Pool = p
+	}
+	if site != "" {
+		if err := scanfleet.ValidateSlug("site", site); err != nil {
+			return nil, "", err
+		}
+	}
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	if ttl < 0 {
+		return nil, "", scanfleet.Errorf(scanfleet.EINVALID, "ttl: must be positive")
+	}
+	jt.ExpiresAt = jt.CreatedAt.Add(ttl)
+	secret, hash, err := scanfleet.NewSecret(scanfleet.JoinTokenPrefix)
+	if err != nil {
+		return nil, "", err
+	}
+	jt.Hash = hash
+	if err := s.store.CreateJoinToken(ctx, jt); err != nil {
+		return nil, "", err
+	}
+	return jt, secret, nil
+}
+
+func (s *Server) handleListWorkers(w http.ResponseWriter, r *http.Request) {
+	ws, err := s.store.ListWorkers(r.Context(), s.cfg.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newList(ws, ""))
+}
+
+// pollResponse is the answer of a heartbeat or poll: tasks leased to the
+// worker and commands for it.
+type pollResponse struct {
+	Tasks    []*scanfleet.Task `json:"tasks"`
+	Commands []Command         `json:"commands"`
+}
+
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var hb scanfleet.Heartbeat
+	if err := s.decodeJSON(w, r, &hb); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wk := workerFrom(r.Context())
+	if err := s.store.HeartbeatWorker(r.Context(), wk.ID, hb, s.cfg.Now()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: nonNilCmds(s.hub.take(wk.ID))})
+}
+
+func nonNilCmds(c []Command) []Command {
+	if c == nil {
+		return []Command{}
+	}
+	return c
+}
+
+type pollRequest struct {
+	Max  int                `json:"max"`
+	Wait scanfleet.Duration `json:"wait"`
+	scanfleet.Heartbeat
+}
+
+// MaxPollWait bounds how long a long poll waits for work.
+const MaxPollWait = 30 * time.Second
+
+// handlePoll is the HTTP transport's long poll: it leases up to max
+// requested tasks of the worker's pool and site to it, waiting up to wait
+// (at most 30 s) for some to arrive, and returns them with any commands.
+// Leased tasks are started in the store before the answer is written; if
+// the answer is lost, the lease lapses and the task is retried, never
+// forgotten.
+func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
+	var req pollRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Max < 0 || req.Max > 1000 {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "max: %d is not between 0 and 1000", req.Max))
+		return
+	}
+	wait := min(time.Duration(req.Wait), MaxPollWait)
+	ctx := r.Context()
+	wk := workerFrom(ctx)
+	if err := s.store.HeartbeatWorker(ctx, wk.ID, req.Heartbeat, s.cfg.Now()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	recheck := time.NewTicker(time.Second)
+	defer recheck.Stop()
+	f := scanfleet.ClaimFilter{Pool: wk.Pool, Site: wk.Site, Types: s.runnableTypes(wk), Max: req.Max}
+	for {
+		woken, done := s.hub.wait(wk.ID, wk.Pool)
+		var tasks []*scanfleet.Task
+		if req.Max > 0 && !req.Draining && len(f.Types) > 0 {
+			var err error
+			tasks, err = s.store.ClaimNext(ctx, f, wk.ID, s.cfg.Lease, s.cfg.Now())
+			if err != nil {
+				done()
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		cmds := s.hub.take(wk.ID)
+		if len(tasks) > 0 || len(cmds) > 0 {
+			done()
+			if tasks == nil {
+				tasks = []*scanfleet.Task{}
+			}
+			writeJSON(w, http.StatusOK, pollResponse{Tasks: tasks, Commands: nonNilCmds(cmds)})
+			return
+		}
+		select {
+		case <-woken:
+		case <-recheck.C:
+		case <-deadline.C:
+			done()
+			writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: []Command{}})
+			return
+		case <-ctx.Done():
+			done()
+			return
+		}
+		done()
+	}
+}
+
+// runnableTypes lists the task types the worker may run: it never gets a
+// task whose requirements it lacks.
+func (s *Server) runnableTypes(wk *scanfleet.Worker) []string {
+	var out []string
+	for _, t := range s.registry.List() {
+		if wk.CanRun(t) {
+			out = append(out, t.Name)
+		}
+	}
+	return out
+}
+
+func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	wk := workerFrom(ctx)
+	t, err := s.store.FindTask(ctx, pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tt, err := s.registry.Lookup(t.Type)
+	if err != nil || !wk.CanRun(tt) || (t.Site != "" && t.Site != wk.Site) {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EFORBIDDEN, "worker %s (pool %s, site %q) may not run task %s (type %s, site %q)", wk.ID, wk.Pool, wk.Site, t.ID, t.Type, t.Site))
+		return
+	}
+	t, err = s.store.ClaimTask(ctx, t.ID, wk.ID, s.cfg.Lease, s.cfg.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+type renewRequest struct {
+	Progress *scanfleet.Progress `json:"progress"`
+}
+
+func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
+	var req renewRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wk := workerFrom(r.Context())
+	t, err := s.store.RenewLease(r.Context(), pathValue(r, "id"), wk.ID, s.cfg.Lease, req.Progress, s.cfg.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"cancel_requested": t.CancelRequested, "lease_expires_at": t.LeaseExpiresAt})
+}
+
+// holds checks that the worker holds the started task.
+func (s *Server) holds(ctx context.Context, wk *scanfleet.Worker, id string) (*scanfleet.Task, error) {
+	t, err := s.store.FindTask(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t.Status != scanfleet.TaskStarted || t.WorkerID != wk.ID {
+		return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "worker %s does not hold task %s (it is %s)", wk.ID, id, t.Status)
+	}
+	return t, nil
+}
+
+type logsRequest struct {
+	Lines []string `json:"lines"`
+}
+
+func (s *Server) handleWorkerLogs(w http.ResponseWriter, r *http.Request) {
+	var req logsRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	t, err := s.holds(ctx, workerFrom(ctx), pathValue(r, "id"))
+	if err == nil {
+		err = s.store.AppendTaskLogs(ctx, t.ID, req.Lines, s.cfg.Now())
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleWorkerRecords ingests one chunk of a task's records, JSON Lines,
+// into the task's workspace. Redelivered chunks and retried attempts upsert
+// the same natural keys, so they never duplicate records.
+func (s *Server) handleWorkerRecords(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	t, err := s.holds(ctx, workerFrom(ctx), pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	recs, err := scanfleet.ParseRecords(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), s.cfg.MaxLineBytes)
+	if err != nil {
+		s.writeError(w, r, bodyError(err, s.cfg.MaxBodyBytes))
+		return
+	}
+	res, err := s.store.UpsertRecords(ctx, t.Workspace, t.ID, recs, s.cfg.Now())
+	if err == nil {
+		err = s.store.AddTaskRecords(ctx, t.ID, int64(len(recs)))
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.observeIngest(res, 0)
+	writeJSON(w, http.StatusOK, res)
+}
+
+type finishRequest struct {
+	Status scanfleet.TaskStatus `json:"status"`
+	Output json.RawMessage      `json:"output"`
+	Error  string               `json:"error"`
+}
+
+func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
+	var req finishRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch req.Status {
+	case scanfleet.TaskFinished, scanfleet.TaskFailed, scanfleet.TaskCancelled, scanfleet.TaskRequested:
+	default:
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "status: %q is not finished, failed, cancelled or requested", req.Status))
+		return
+	}
+	wk := workerFrom(r.Context())
+	c := scanfleet.TaskChange{Status: req.Status, Output: req.Output}
+	if req.Error != "" {
+		c.Error = &req.Error
+	}
+	t, err := s.store.FinishTask(r.Context(), pathValue(r, "id"), wk.ID, c, s.cfg.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Status == scanfleet.TaskRequested && s.cfg.Dispatch != nil {
+		if err := s.cfg.Dispatch(r.Context(), []*scanfleet.Task{t}); err != nil {
+			s.logger.Warn("dispatch handed-back task", "task", t.ID, "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// handleCancelTask cancels a task: at once when it has not started, else
+// by telling its worker, which stops it (its process group, for external
+// programs) and reports it cancelled.
+func (s *Server) handleCancelTask(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	t, err := s.store.RequestCancel(ctx, pathValue(r, "id"), s.cfg.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if t.Status == scanfleet.TaskStarted && t.WorkerID != "" {
+		cmd := Command{Type: "cancel", TaskID: t.ID}
+		s.hub.push(t.WorkerID, cmd)
+		if s.cfg.Commands != nil {
+			if err := s.cfg.Commands.Command(ctx, t.WorkerID, cmd); err != nil {
+				s.logger.Warn("send cancel", "task", t.ID, "worker", t.WorkerID, "err", err)
+			}
+		}
+	}
+	writeJSON(w, http.StatusAccepted, t)
+}

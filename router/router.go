@@ -1,0 +1,240 @@
+package router
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Store is what the router needs of the store.
+type Store interface {
+	scanfleet.TaskStore
+	scanfleet.LeaseStore
+}
+
+// Dispatcher sends requested tasks to their pool's queue (NATS JetStream).
+type Dispatcher interface {
+	Dispatch(ctx context.Context, tasks []*scanfleet.Task) error
+}
+
+// Config configures a Router.
+type Config struct {
+	// Interval is how often the router looks for work when nothing wakes
+	// it. Default 500 ms.
+	Interval time.Duration
+	// Batch is how many tasks it routes per store round trip. Default 500.
+	Batch int
+	// RedispatchAfter is how long a requested task may wait unclaimed
+	// before it is dispatched again, in case its dispatch was lost.
+	// Default 2 minutes.
+	RedispatchAfter time.Duration
+	// Dispatcher sends tasks to the queue; nil when workers only poll the
+	// store over HTTP.
+	Dispatcher Dispatcher
+	// Notify is called with each pool that got requested tasks, to wake
+	// long-polling workers. Optional.
+	Notify func(scanfleet.Pool)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.Interval = cmp.Or(c.Interval, 500*time.Millisecond)
+	c.Batch = cmp.Or(c.Batch, 500)
+	c.RedispatchAfter = cmp.Or(c.RedispatchAfter, 2*time.Minute)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Interval <= 0 {
+		return fmt.Errorf("Interval: must be positive")
+	}
+	if c.Batch < 1 || c.Batch > scanfleet.MaxPageLimit {
+		return fmt.Errorf("Batch: %d is not between 1 and %d", c.Batch, scanfleet.MaxPageLimit)
+	}
+	return nil
+}
+
+// Router routes and dispatches tasks; see the package documentation.
+type Router struct {
+	cfg   Config
+	store Store
+	wake  chan struct{}
+	// sent remembers when each requested task was last dispatched again,
+	// so a backlog without workers is not dispatched over and over.
+	sent map[string]time.Time
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns a router over store.
+func New(store Store, cfg Config) (*Router, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("router config: %w", err)
+	}
+	return &Router{cfg: cfg, store: store, wake: make(chan struct{}, 1), sent: map[string]time.Time{}}, nil
+}
+
+// Wake makes the router route at once, e.g. after a scan created tasks.
+func (r *Router) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the router in the background until Stop.
+func (r *Router) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		return fmt.Errorf("router already started")
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.done = make(chan struct{})
+	go r.run(ctx)
+	return nil
+}
+
+// Stop stops the router and waits for its loop to end.
+func (r *Router) Stop() {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+func (r *Router) run(ctx context.Context) {
+	defer close(r.done)
+	tick := time.NewTicker(r.cfg.Interval)
+	defer tick.Stop()
+	for {
+		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Error("router", slog.Any("err", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.wake:
+		}
+	}
+}
+
+// Tick does one round: expire lapsed leases, route created tasks, and
+// dispatch again requested tasks nobody took. Tests call it directly.
+func (r *Router) Tick(ctx context.Context) error {
+	now := r.cfg.Now()
+	requeued, err := r.store.ExpireLeases(ctx, now)
+	if err != nil {
+		return fmt.Errorf("expire leases: %w", err)
+	}
+	for _, t := range requeued {
+		r.cfg.Logger.Warn("task lease lapsed; retrying", slog.String("task", t.ID), slog.Int("attempts", t.Attempts), slog.String("reason", t.Error))
+	}
+	if err := r.dispatch(ctx, requeued); err != nil {
+		return err
+	}
+	for {
+		n, err := r.routeCreated(ctx)
+		if err != nil {
+			return err
+		}
+		if n < r.cfg.Batch {
+			break
+		}
+	}
+	return r.redispatch(ctx, now)
+}
+
+// routeCreated moves one batch of created tasks to requested and
+// dispatches them.
+func (r *Router) routeCreated(ctx context.Context) (int, error) {
+	tasks, _, err := r.store.ListTasks(ctx, scanfleet.TaskFilter{Status: []scanfleet.TaskStatus{scanfleet.TaskCreated}, Page: scanfleet.Page{Limit: r.cfg.Batch}})
+	if err != nil {
+		return 0, fmt.Errorf("list created tasks: %w", err)
+	}
+	routed := make([]*scanfleet.Task, 0, len(tasks))
+	for _, t := range tasks {
+		t, err := r.store.TransitionTask(ctx, t.ID, scanfleet.TaskChange{Status: scanfleet.TaskRequested}, r.cfg.Now())
+		if scanfleet.ErrorCode(err) == scanfleet.ECONFLICT {
+			continue // cancelled meanwhile, or routed by another replica
+		} else if err != nil {
+			return 0, fmt.Errorf("route task: %w", err)
+		}
+		routed = append(routed, t)
+	}
+	return len(tasks), r.dispatch(ctx, routed)
+}
+
+// redispatch sends again requested tasks that waited too long: their
+// dispatch may have been lost between the store and the queue.
+func (r *Router) redispatch(ctx context.Context, now time.Time) error {
+	if r.cfg.Dispatcher == nil {
+		return nil
+	}
+	tasks, _, err := r.store.ListTasks(ctx, scanfleet.TaskFilter{
+		Status: []scanfleet.TaskStatus{scanfleet.TaskRequested}, Page: scanfleet.Page{Limit: r.cfg.Batch},
+	})
+	if err != nil {
+		return fmt.Errorf("list requested tasks: %w", err)
+	}
+	var stale []*scanfleet.Task
+	seen := make(map[string]time.Time, len(tasks))
+	for _, t := range tasks {
+		last := r.sent[t.ID]
+		if t.RequestedAt != nil && t.RequestedAt.After(last) {
+			last = *t.RequestedAt
+		}
+		if now.Sub(last) > r.cfg.RedispatchAfter {
+			stale = append(stale, t)
+			last = now
+		}
+		seen[t.ID] = last
+	}
+	r.sent = seen // forget tasks that are no longer requested
+	return r.dispatch(ctx, stale)
+}
+
+func (r *Router) dispatch(ctx context.Context, tasks []*scanfleet.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	if r.cfg.Dispatcher != nil {
+		if err := r.cfg.Dispatcher.Dispatch(ctx, tasks); err != nil {
+			// The tasks stay requested and are dispatched again later.
+			return fmt.Errorf("dispatch %d tasks: %w", len(tasks), err)
+		}
+	}
+	if r.cfg.Notify != nil {
+		seen := map[scanfleet.Pool]bool{}
+		for _, t := range tasks {
+			if !seen[t.Pool] {
+				seen[t.Pool] = true
+				r.cfg.Notify(t.Pool)
+			}
+		}
+	}
+	return nil
+}

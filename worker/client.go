@@ -1,0 +1,177 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Client calls the server's worker API with a worker credential.
+type Client struct {
+	Base       string
+	Credential string
+	HTTP       *http.Client
+}
+
+// NewClient returns a client for the server at base.
+func NewClient(base, credential string) *Client {
+	return &Client{
+		Base: strings.TrimRight(base, "/"), Credential: credential,
+		HTTP: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
+		}},
+	}
+}
+
+// Enrol redeems a join token and returns the worker's id and credential.
+func Enrol(ctx context.Context, base string, req EnrolRequest) (*EnrolResponse, error) {
+	c := NewClient(base, "")
+	var resp EnrolResponse
+	if err := c.do(ctx, http.MethodPost, "/api/v1/workers/enrol", "application/json", req, &resp); err != nil {
+		return nil, fmt.Errorf("enrol: %w", err)
+	}
+	return &resp, nil
+}
+
+// EnrolRequest mirrors the server's enrolment request.
+type EnrolRequest struct {
+	JoinToken    string                  `json:"join_token"`
+	Name         string                  `json:"name"`
+	Pool         scanfleet.Pool          `json:"pool"`
+	Site         string                  `json:"site"`
+	Version      string                  `json:"version"`
+	Capabilities []scanfleet.Requirement `json:"capabilities"`
+	Executors    []string                `json:"executors"`
+	Transport    string                  `json:"transport"`
+	Concurrency  int                     `json:"concurrency"`
+}
+
+// EnrolResponse mirrors the server's answer.
+type EnrolResponse struct {
+	WorkerID   string `json:"worker_id"`
+	Credential string `json:"credential"`
+	NATS       *struct {
+		URL string `json:"url"`
+	} `json:"nats"`
+}
+
+// Command is an instruction from the server.
+type Command struct {
+	Type   string `json:"type"`
+	TaskID string `json:"task_id"`
+}
+
+type pollResponse struct {
+	Tasks    []*scanfleet.Task `json:"tasks"`
+	Commands []Command         `json:"commands"`
+}
+
+func (c *Client) poll(ctx context.Context, max int, wait time.Duration, hb scanfleet.Heartbeat) (*pollResponse, error) {
+	var resp pollResponse
+	req := map[string]any{"max": max, "wait": wait.String(), "running": hb.Running, "draining": hb.Draining}
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/poll", "application/json", req, &resp)
+	return &resp, err
+}
+
+func (c *Client) heartbeat(ctx context.Context, hb scanfleet.Heartbeat) ([]Command, error) {
+	var resp pollResponse
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/heartbeat", "application/json", hb, &resp)
+	return resp.Commands, err
+}
+
+func (c *Client) claim(ctx context.Context, id string) (*scanfleet.Task, error) {
+	var t scanfleet.Task
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/claim", "application/json", struct{}{}, &t)
+	return &t, err
+}
+
+func (c *Client) renew(ctx context.Context, id string, p scanfleet.Progress) (bool, error) {
+	var resp struct {
+		CancelRequested bool `json:"cancel_requested"`
+	}
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/renew", "application/json", map[string]any{"progress": p}, &resp)
+	return resp.CancelRequested, err
+}
+
+func (c *Client) logs(ctx context.Context, id string, lines []string) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/logs", "application/json", map[string]any{"lines": lines}, nil)
+}
+
+func (c *Client) records(ctx context.Context, id string, jsonl []byte) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/records", "application/x-ndjson", rawJSONL(jsonl), nil)
+}
+
+func (c *Client) finish(ctx context.Context, id string, status scanfleet.TaskStatus, output any, errMsg string) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/finish", "application/json",
+		map[string]any{"status": status, "output": output, "error": errMsg}, nil)
+}
+
+type rawJSONL []byte
+
+// do sends one request; an error answer becomes a *scanfleet.Error.
+func (c *Client) do(ctx context.Context, method, path, ctype string, in, out any) error {
+	var body io.Reader
+	if raw, ok := in.(rawJSONL); ok {
+		body = bytes.NewReader(raw)
+	} else if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", ctype)
+	if c.Credential != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Credential)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var eb struct {
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+			return &scanfleet.Error{Code: eb.Error.Code, Message: eb.Error.Message}
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Claim starts a dispatched task on this worker.
+func (c *Client) Claim(ctx context.Context, id string) (*scanfleet.Task, error) {
+	return c.claim(ctx, id)
+}
+
+// Renew renews the lease of a held task; it reports whether the task's
+// cancel was requested.
+func (c *Client) Renew(ctx context.Context, id string) (bool, error) {
+	return c.renew(ctx, id, scanfleet.Progress{})
+}
+
+// Finish reports a held task's outcome.
+func (c *Client) Finish(ctx context.Context, id string, st scanfleet.TaskStatus) error {
+	return c.finish(ctx, id, st, nil, "")
+}

@@ -1,0 +1,445 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/scanfleet/scanfleet"
+)
+
+// Config configures a Worker.
+type Config struct {
+	// Client calls the server's worker API. Required.
+	Client *Client
+	// WorkerID is the worker's id, for logs.
+	WorkerID string
+	// Source delivers tasks and commands. Required.
+	Source Source
+	// Executors run the task types this worker knows.
+	Executors []scanfleet.Executor
+	// Concurrency is how many tasks run at once. Default 4.
+	Concurrency int
+	// IdleTimeout makes Run return after this long without a task; zero
+	// means never.
+	IdleTimeout time.Duration
+	// DrainTimeout is how long running tasks may go on after shutdown
+	// began before they are handed back for another worker. Default 0:
+	// hand them back at once.
+	DrainTimeout time.Duration
+	// Lease is the server's lease; the worker renews at a third of it.
+	// Default scanfleet.DefaultLease.
+	Lease time.Duration
+	// PollWait is how long one poll waits for work. Default 25 s.
+	PollWait time.Duration
+	// RecordChunk is how many records go to the server per request.
+	// Default 1000.
+	RecordChunk int
+	// MaxChunkBytes bounds one records request. Default 1 MiB.
+	MaxChunkBytes int
+	// LogFlush is how often buffered log lines are sent. Default 250 ms.
+	LogFlush time.Duration
+	// HeartbeatInterval is how often the worker reports itself. Default 10 s.
+	HeartbeatInterval time.Duration
+	// Data gives executors that need task data access to it; nil for
+	// workers without it.
+	Data scanfleet.TaskData
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// WithDefaults returns the config with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.Concurrency = cmp.Or(c.Concurrency, 4)
+	c.Lease = cmp.Or(c.Lease, scanfleet.DefaultLease)
+	c.PollWait = cmp.Or(c.PollWait, 25*time.Second)
+	c.RecordChunk = cmp.Or(c.RecordChunk, 1000)
+	c.MaxChunkBytes = cmp.Or(c.MaxChunkBytes, 1<<20)
+	c.LogFlush = cmp.Or(c.LogFlush, 250*time.Millisecond)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Client == nil:
+		return errors.New("Client: is required")
+	case c.Source == nil:
+		return errors.New("Source: is required")
+	case c.Concurrency < 1:
+		return fmt.Errorf("Concurrency: %d is not positive", c.Concurrency)
+	case c.Lease < 3*time.Millisecond:
+		return fmt.Errorf("Lease: %s is too short", c.Lease)
+	case c.RecordChunk < 1:
+		return fmt.Errorf("RecordChunk: %d is not positive", c.RecordChunk)
+	}
+	return nil
+}
+
+// Worker runs tasks; see the package documentation.
+type Worker struct {
+	cfg       Config
+	executors map[string]scanfleet.Executor
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	running map[string]*taskRun
+	done    chan string // task ids whose run ended
+}
+
+// New returns a worker.
+func New(cfg Config) (*Worker, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("worker config: %w", err)
+	}
+	w := &Worker{cfg: cfg, executors: map[string]scanfleet.Executor{}, running: map[string]*taskRun{},
+		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan string, cfg.Concurrency)}
+	for _, e := range cfg.Executors {
+		w.executors[e.TaskType().Name] = e
+	}
+	return w, nil
+}
+
+// Errors that say why a task's context ended.
+var (
+	errCancelled = errors.New("cancelled on request")
+	errLeaseLost = errors.New("lease lost")
+	errDrain     = errors.New("worker is shutting down")
+	errTimeout   = errors.New("timeout")
+)
+
+// Running returns how many tasks run now.
+func (w *Worker) Running() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.running)
+}
+
+// Run takes and runs tasks until ctx ends (then it drains) or the idle
+// timeout passes. It returns nil on a clean stop.
+func (w *Worker) Run(ctx context.Context) error {
+	// Server calls outlive ctx so that a drain can still report.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	hbCtx, stopHB := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go w.heartbeats(hbCtx, hbDone)
+	defer func() { stopHB(); <-hbDone }()
+
+	lastBusy := time.Now()
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		w.reap()
+		n := w.Running()
+		if n > 0 {
+			lastBusy = time.Now()
+		} else if w.cfg.IdleTimeout > 0 && time.Since(lastBusy) >= w.cfg.IdleTimeout {
+			w.log.Info("idle timeout: exiting", slog.Duration("idle", time.Since(lastBusy)))
+			return nil
+		}
+		free := w.cfg.Concurrency - n
+		wait := w.cfg.PollWait
+		if free == 0 {
+			wait = time.Second // poll for commands only
+		}
+		if w.cfg.IdleTimeout > 0 && n == 0 {
+			wait = min(wait, max(w.cfg.IdleTimeout-time.Since(lastBusy), 10*time.Millisecond))
+		}
+		as, cmds, err := w.cfg.Source.Next(ctx, free, wait, scanfleet.Heartbeat{Running: n})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			w.log.Warn("poll for tasks", slog.Any("err", err), slog.Duration("retry_in", backoff))
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		w.handle(cmds)
+		for _, a := range as {
+			lastBusy = time.Now()
+			r := w.start(bg, a)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.execute(bg, r)
+				w.done <- r.id
+			}()
+		}
+	}
+	w.drain()
+	return nil
+}
+
+// heartbeats reports the worker while it runs; the HTTP long poll does it
+// too, NATS workers rely on this.
+func (w *Worker) heartbeats(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(w.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cmds, err := w.cfg.Client.heartbeat(ctx, scanfleet.Heartbeat{Running: w.Running()})
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("heartbeat", slog.Any("err", err))
+		}
+		w.handle(cmds)
+	}
+}
+
+// handle carries out commands from the server.
+func (w *Worker) handle(cmds []Command) {
+	for _, c := range cmds {
+		switch c.Type {
+		case "cancel":
+			w.mu.Lock()
+			r := w.running[c.TaskID]
+			w.mu.Unlock()
+			if r != nil {
+				w.log.Info("cancel requested", slog.String("task", c.TaskID))
+				r.cancel(errCancelled)
+			}
+		default:
+			w.log.Warn("unknown command", slog.String("type", c.Type))
+		}
+	}
+}
+
+// Cancel stops a running task as a cancel command would; it reports
+// whether the task was running here.
+func (w *Worker) Cancel(taskID string) bool {
+	w.mu.Lock()
+	r := w.running[taskID]
+	w.mu.Unlock()
+	if r != nil {
+		r.cancel(errCancelled)
+	}
+	return r != nil
+}
+
+// reap forgets runs that ended.
+func (w *Worker) reap() {
+	for {
+		select {
+		case id := <-w.done:
+			w.mu.Lock()
+			delete(w.running, id)
+			w.mu.Unlock()
+		default:
+			return
+		}
+	}
+}
+
+// drain stops taking tasks and waits up to DrainTimeout for running ones,
+// then hands the rest back.
+func (w *Worker) drain() {
+	n := w.Running()
+	if n == 0 {
+		return
+	}
+	w.log.Info("draining", slog.Int("running", n), slog.Duration("timeout", w.cfg.DrainTimeout))
+	deadline := time.After(w.cfg.DrainTimeout)
+	for {
+		w.reap()
+		if w.Running() == 0 {
+			return
+		}
+		select {
+		case id := <-w.done:
+			w.mu.Lock()
+			delete(w.running, id)
+			w.mu.Unlock()
+		case <-deadline:
+			w.mu.Lock()
+			for _, r := range w.running {
+				r.cancel(errDrain)
+			}
+			w.mu.Unlock()
+			deadline = nil
+		}
+	}
+}
+
+// taskRun is one task running on this worker.
+type taskRun struct {
+	id     string
+	a      Assignment
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func (w *Worker) start(bg context.Context, a Assignment) *taskRun {
+	ctx, cancel := context.WithCancelCause(bg)
+	r := &taskRun{id: a.TaskID, a: a, ctx: ctx, cancel: cancel}
+	w.mu.Lock()
+	w.running[r.id] = r
+	w.mu.Unlock()
+	return r
+}
+
+// execute claims (when needed), runs and reports one task.
+func (w *Worker) execute(bg context.Context, r *taskRun) {
+	defer r.cancel(nil)
+	log := w.log.With(slog.String("task", r.id))
+	t := r.a.Task
+	if t == nil {
+		var err error
+		t, err = w.cfg.Client.claim(r.ctx, r.id)
+		switch code := scanfleet.ErrorCode(err); {
+		case err == nil:
+		case code == scanfleet.ECONFLICT || code == scanfleet.ENOTFOUND || code == scanfleet.EFORBIDDEN:
+			// A stale or duplicate dispatch: the store says no.
+			log.Debug("dispatch dropped", slog.String("reason", scanfleet.ErrorMessage(err)))
+			w.ack(bg, r, log)
+			return
+		default:
+			log.Warn("claim", slog.Any("err", err)) // not acked: it comes again
+			return
+		}
+	}
+	start := time.Now()
+	env := newEnv(w, r, t)
+	status, errMsg := w.runExecutor(r, t, env)
+	if status == "" {
+		log.Warn("lease lost: another worker may run the task; not reporting")
+		return
+	}
+	if err := env.close(bg); err != nil && status == scanfleet.TaskFinished {
+		status, errMsg = scanfleet.TaskFailed, "deliver results: "+err.Error()
+	}
+	if p := env.progress(); p != (scanfleet.Progress{}) {
+		// The last progress, so the stored task shows where it ended.
+		if _, err := w.cfg.Client.renew(bg, t.ID, p); err != nil {
+			log.Debug("final progress", slog.Any("err", err))
+		}
+	}
+	out := map[string]any{"records": env.records(), "duration_ms": time.Since(start).Milliseconds()}
+	if err := w.report(bg, t.ID, status, out, errMsg); err != nil {
+		log.Error("report outcome", slog.Any("err", err))
+		return // not acked: the lease lapses and the task is retried
+	}
+	log.Info("task ended", slog.String("status", string(status)), slog.Int64("records", env.records()), slog.Duration("took", time.Since(start)))
+	w.ack(bg, r, log)
+}
+
+// runExecutor runs the executor with the task's timeout and lease renewal
+// and returns the status to report ("" when the lease was lost).
+func (w *Worker) runExecutor(r *taskRun, t *scanfleet.Task, env *execEnv) (scanfleet.TaskStatus, string) {
+	ex, ok := w.executors[t.Type]
+	if !ok {
+		return scanfleet.TaskFailed, fmt.Sprintf("this worker has no executor for task type %q", t.Type)
+	}
+	var in scanfleet.TaskInput
+	if err := json.Unmarshal(t.Input, &in); err != nil {
+		return scanfleet.TaskFailed, "decode task input: " + err.Error()
+	}
+	ctx := r.ctx
+	if t.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(t.Timeout), errTimeout)
+		defer cancel()
+	}
+	renewDone := make(chan struct{})
+	go w.renew(r, t, env, renewDone)
+	err := runSafely(ctx, ex, &in, env)
+	r.cancel(nil) // stops renewal; keeps an earlier cause
+	<-renewDone
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errLeaseLost):
+		return "", ""
+	case errors.Is(cause, errCancelled):
+		return scanfleet.TaskCancelled, "cancelled on request"
+	case errors.Is(cause, errDrain):
+		return scanfleet.TaskRequested, "handed back: worker shut down"
+	case errors.Is(cause, errTimeout):
+		return scanfleet.TaskFailed, fmt.Sprintf("timeout: ran longer than %s", time.Duration(t.Timeout))
+	case err != nil:
+		return scanfleet.TaskFailed, err.Error()
+	}
+	return scanfleet.TaskFinished, ""
+}
+
+// runSafely runs the executor and turns a panic into an error, so one bad
+// executor cannot take the worker down.
+func runSafely(ctx context.Context, ex scanfleet.Executor, in *scanfleet.TaskInput, env scanfleet.ExecEnv) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("executor panicked: %v", v)
+		}
+	}()
+	return ex.Run(ctx, in, env)
+}
+
+// renew keeps the lease while the task runs and watches for cancel.
+func (w *Worker) renew(r *taskRun, t *scanfleet.Task, env *execEnv, done chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(w.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if r.a.InProgress != nil {
+			_ = r.a.InProgress()
+		}
+		cancel, err := w.cfg.Client.renew(r.ctx, t.ID, env.progress())
+		switch {
+		case scanfleet.ErrorCode(err) == scanfleet.ECONFLICT:
+			r.cancel(errLeaseLost)
+			return
+		case err != nil:
+			w.log.Warn("renew lease", slog.String("task", t.ID), slog.Any("err", err))
+		case cancel:
+			r.cancel(errCancelled)
+			return
+		}
+	}
+}
+
+// report sends the outcome, retrying transient failures for up to a lease.
+func (w *Worker) report(ctx context.Context, id string, st scanfleet.TaskStatus, out any, errMsg string) error {
+	deadline := time.Now().Add(w.cfg.Lease)
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.cfg.Client.finish(ctx, id, st, out, errMsg)
+		code := scanfleet.ErrorCode(err)
+		if err == nil || code == scanfleet.ECONFLICT || code == scanfleet.EINVALID || code == scanfleet.ENOTFOUND || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (w *Worker) ack(ctx context.Context, r *taskRun, log *slog.Logger) {
+	if r.a.Ack == nil {
+		return
+	}
+	if err := r.a.Ack(ctx); err != nil {
+		log.Warn("ack dispatch", slog.Any("err", err))
+	}
+}

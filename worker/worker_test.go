@@ -1,0 +1,362 @@
+package worker_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/scanfleet/scanfleet"
+	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/router"
+	"github.com/scanfleet/scanfleet/scanner/noop"
+	"github.com/scanfleet/scanfleet/sqlite"
+	"github.com/scanfleet/scanfleet/worker"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// rawTask is a task type that needs raw sockets: only baremetal workers
+// with the capability may get it.
+func rawTask() *scanfleet.TaskType {
+	return &scanfleet.TaskType{Name: "rawprobe", Requirements: []scanfleet.Requirement{scanfleet.RequireRawSockets}}
+}
+
+// rig is a real server (HTTP API, SQLite store, router) on loopback.
+type rig struct {
+	t      *testing.T
+	store  scanfleet.Store
+	srv    *sfhttp.Server
+	router *router.Router
+	admin  string
+	lease  time.Duration
+}
+
+func newRig(t *testing.T, lease time.Duration) *rig {
+	t.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
+	require.NoError(t, err)
+	t.Cleanup(func() { store.Close() })
+	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask())
+	require.NoError(t, err)
+	r := &rig{t: t, store: store, lease: lease}
+	r.srv, err = sfhttp.NewServer(store, reg, sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }})
+	require.NoError(t, err)
+	r.router, err = router.New(store, router.Config{Interval: 50 * time.Millisecond, Notify: r.srv.NotifyPool})
+	require.NoError(t, err)
+	require.NoError(t, r.srv.Start(ctx))
+	require.NoError(t, r.router.Start(ctx))
+	t.Cleanup(func() {
+		r.router.Stop()
+		require.NoError(t, r.srv.Stop(context.Background()))
+	})
+	tok, secret, err := scanfleet.NewToken("admin", scanfleet.RoleAdmin, time.Now())
+	require.NoError(t, err)
+	require.NoError(t, store.CreateToken(ctx, tok))
+	r.admin = secret
+	require.NoError(t, store.CreateWorkspace(ctx, &scanfleet.Workspace{Name: "acme", Scope: scanfleet.Scope{Include: []string{"10.0.0.0/8"}, Exclude: []string{}}}))
+	return r
+}
+
+// api calls the public API with the admin token.
+func (r *rig) api(method, path string, body any, out any) int {
+	r.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequest(method, r.srv.URL()+path, rd)
+	require.NoError(r.t, err)
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(r.t, err)
+	defer resp.Body.Close()
+	if out != nil {
+		require.NoError(r.t, json.NewDecoder(resp.Body).Decode(out))
+	}
+	return resp.StatusCode
+}
+
+// run creates a noop scan with args and runs it once; it returns the task.
+func (r *rig) run(args map[string]any, timeout string) *scanfleet.Task {
+	r.t.Helper()
+	var scan scanfleet.Scan
+	name := fmt.Sprintf("s-%d", time.Now().UnixNano())
+	code := r.api("POST", "/api/v1/scans", map[string]any{"name": name, "type": "noop", "args": args, "workspaces": []string{"acme"}, "timeout": timeout}, &scan)
+	require.Equal(r.t, http.StatusCreated, code)
+	var res struct{ Tasks []*scanfleet.Task }
+	require.Equal(r.t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
+	require.Len(r.t, res.Tasks, 1)
+	return res.Tasks[0]
+}
+
+// enrol makes a worker identity of pool with the given capabilities.
+func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) *worker.Client {
+	r.t.Helper()
+	ctx := context.Background()
+	_, join, err := r.srv.NewJoinToken(ctx, "t", "", "", 0)
+	require.NoError(r.t, err)
+	if caps == nil {
+		caps = []scanfleet.Requirement{}
+	}
+	execs := []string{"noop"}
+	if pool == scanfleet.PoolBaremetal {
+		execs = []string{"rawprobe"}
+	}
+	resp, err := r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: pool, Capabilities: caps,
+		Executors: execs, Transport: "http", Concurrency: 4})
+	require.NoError(r.t, err)
+	c := worker.NewClient(r.srv.URL(), resp.Credential)
+	return c
+}
+
+// start runs a noop worker until the test ends or stop is called.
+func (r *rig) start(cfg worker.Config) (stop func()) {
+	r.t.Helper()
+	if cfg.Client == nil {
+		cfg.Client = r.enrol(scanfleet.PoolExternal)
+	}
+	cfg.Source = worker.HTTPSource{Client: cfg.Client}
+	cfg.Executors = []scanfleet.Executor{noop.Executor{}}
+	cfg.Lease = r.lease
+	cfg.PollWait = 2 * time.Second
+	cfg.LogFlush = 20 * time.Millisecond
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	w, err := worker.New(cfg)
+	require.NoError(r.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(r.t, <-done)
+		})
+	}
+	r.t.Cleanup(stop)
+	return stop
+}
+
+// wait polls the task until cond holds or the timeout passes.
+func (r *rig) wait(id string, timeout time.Duration, cond func(*scanfleet.Task) bool) *scanfleet.Task {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		t, err := r.store.FindTask(context.Background(), id)
+		require.NoError(r.t, err)
+		if cond(t) {
+			return t
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("task %s: condition not met within %s; it is %s (attempts %d, error %q)", id, timeout, t.Status, t.Attempts, t.Error)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func is(st scanfleet.TaskStatus) func(*scanfleet.Task) bool {
+	return func(t *scanfleet.Task) bool { return t.Status == st }
+}
+
+func TestRunsTasksWithRecordsAndLogs(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	r.start(worker.Config{})
+	task := r.run(map[string]any{"records": 2500}, "")
+	done := r.wait(task.ID, 20*time.Second, is(scanfleet.TaskFinished))
+	require.Equal(t, 1, done.Attempts)
+	require.EqualValues(t, 2500, done.Records)
+	require.Equal(t, scanfleet.Progress{Done: 2500, Total: 2500}, done.Progress)
+	counts, err := r.store.CountRecords(context.Background(), "acme")
+	require.NoError(t, err)
+	require.EqualValues(t, 2500, counts[scanfleet.KindHost])
+	logs, err := r.store.ListTaskLogs(context.Background(), task.ID, 0, 100)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(logs), 2)
+	require.Contains(t, logs[len(logs)-1].Line, "emitted 2500 records")
+}
+
+func TestCancelStopsARunningTask(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	r.start(worker.Config{})
+	task := r.run(map[string]any{"sleep": "1m"}, "")
+	r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
+	start := time.Now()
+	require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
+	done := r.wait(task.ID, 5*time.Second, is(scanfleet.TaskCancelled))
+	require.Less(t, time.Since(start), 2*time.Second, "cancel took %s", time.Since(start))
+	require.NotNil(t, done.CancelledAt)
+}
+
+func TestCancelBeforeStart(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	task := r.run(map[string]any{}, "")
+	var got scanfleet.Task
+	require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, &got))
+	require.Equal(t, scanfleet.TaskCancelled, got.Status)
+	require.Equal(t, http.StatusConflict, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
+}
+
+func TestTimeoutFailsTheTask(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	r.start(worker.Config{})
+	task := r.run(map[string]any{"sleep": "1m"}, "1s")
+	done := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskFailed))
+	require.Contains(t, done.Error, "timeout")
+}
+
+// TestLapsedLeaseIsRetried leases a task to a worker that then vanishes:
+// the lease lapses, the task goes back, and another worker finishes it,
+// without duplicating its records.
+func TestLapsedLeaseIsRetried(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, time.Second)
+	task := r.run(map[string]any{"records": 10}, "")
+	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
+	ghost := worker.HTTPSource{Client: r.enrol(scanfleet.PoolExternal)}
+	as, _, err := ghost.Next(context.Background(), 1, time.Second, scanfleet.Heartbeat{})
+	require.NoError(t, err)
+	require.Len(t, as, 1)
+	require.Equal(t, task.ID, as[0].TaskID)
+	// The ghost never renews. Another worker takes the task after the lapse.
+	r.start(worker.Config{})
+	done := r.wait(task.ID, 15*time.Second, is(scanfleet.TaskFinished))
+	require.Equal(t, 2, done.Attempts)
+	counts, err := r.store.CountRecords(context.Background(), "acme")
+	require.NoError(t, err)
+	require.EqualValues(t, 10, counts[scanfleet.KindHost])
+}
+
+// TestDrainHandsBack stops a worker in the middle of a task: the task is
+// handed back at once and another worker finishes it.
+func TestDrainHandsBack(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	stop := r.start(worker.Config{})
+	task := r.run(map[string]any{"sleep": "1500ms"}, "")
+	started := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
+	first := started.WorkerID
+	stopped := time.Now()
+	stop()
+	require.Less(t, time.Since(stopped), 2*time.Second)
+	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
+	r.start(worker.Config{})
+	done := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskFinished))
+	require.NotEqual(t, first, done.WorkerID)
+}
+
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	c := r.enrol(scanfleet.PoolExternal)
+	w, err := worker.New(worker.Config{Client: c, Source: worker.HTTPSource{Client: c}, Executors: []scanfleet.Executor{noop.Executor{}}, IdleTimeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, w.Run(context.Background()))
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// TestCapabilities: a worker without raw sockets cannot join baremetal and
+// never receives a baremetal task.
+func TestCapabilities(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	ctx := context.Background()
+	_, join, err := r.srv.NewJoinToken(ctx, "t", "", "", 0)
+	require.NoError(t, err)
+	_, err = r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: scanfleet.PoolBaremetal, Transport: "http", Concurrency: 1})
+	require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
+
+	var scan scanfleet.Scan
+	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans", map[string]any{"name": "raw", "type": "rawprobe", "workspaces": []string{"acme"}}, &scan))
+	var res struct{ Tasks []*scanfleet.Task }
+	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
+	task := r.wait(res.Tasks[0].ID, 5*time.Second, is(scanfleet.TaskRequested))
+	require.Equal(t, scanfleet.PoolBaremetal, task.Pool)
+	ext := worker.HTTPSource{Client: r.enrol(scanfleet.PoolExternal)}
+	as, _, err := ext.Next(ctx, 10, 300*time.Millisecond, scanfleet.Heartbeat{})
+	require.NoError(t, err)
+	require.Empty(t, as)
+	// Nor can it claim the task by id.
+	_, err = ext.Client.Claim(ctx, task.ID)
+	require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
+	// A baremetal worker with the capability gets it.
+	bm := worker.HTTPSource{Client: r.enrol(scanfleet.PoolBaremetal, scanfleet.RequireRawSockets)}
+	as, _, err = bm.Next(ctx, 10, time.Second, scanfleet.Heartbeat{})
+	require.NoError(t, err)
+	require.Len(t, as, 1)
+}
+
+// TestWorkerCredentialIsLimited: a worker credential cannot use the rest of
+// the API, and cannot touch a task it does not hold.
+func TestWorkerCredentialIsLimited(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	c := r.enrol(scanfleet.PoolExternal)
+	req, _ := http.NewRequest("GET", r.srv.URL()+"/api/v1/workspaces", nil)
+	req.Header.Set("Authorization", "Bearer "+c.Credential)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	task := r.run(map[string]any{}, "")
+	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
+	holder := worker.HTTPSource{Client: r.enrol(scanfleet.PoolExternal)}
+	as, _, err := holder.Next(context.Background(), 1, time.Second, scanfleet.Heartbeat{})
+	require.NoError(t, err)
+	require.Len(t, as, 1)
+	// Another worker can neither renew, log to, nor finish it.
+	_, err = c.Renew(context.Background(), task.ID)
+	require.Equal(t, scanfleet.ECONFLICT, scanfleet.ErrorCode(err))
+	err = c.Finish(context.Background(), task.ID, scanfleet.TaskFinished)
+	require.Equal(t, scanfleet.ECONFLICT, scanfleet.ErrorCode(err))
+	// An API token is refused on worker routes.
+	admin := worker.NewClient(r.srv.URL(), r.admin)
+	_, err = admin.Claim(context.Background(), task.ID)
+	require.Equal(t, scanfleet.EUNAUTHORIZED, scanfleet.ErrorCode(err))
+}
+
+// TestFollowLogs streams a running task's log as server-sent events until
+// the task ends.
+func TestFollowLogs(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second)
+	r.start(worker.Config{})
+	task := r.run(map[string]any{"sleep": "500ms", "records": 3}, "")
+	req, _ := http.NewRequest("GET", r.srv.URL()+"/api/v1/tasks/"+task.ID+"/logs?follow=1", nil)
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	var events []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "event: ") {
+			events = append(events, strings.TrimPrefix(sc.Text(), "event: "))
+		}
+	}
+	require.GreaterOrEqual(t, len(events), 3)
+	require.Equal(t, "end", events[len(events)-1])
+	require.Equal(t, "log", events[0])
+}
