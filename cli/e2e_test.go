@@ -59,11 +59,19 @@ type server struct {
 // admin token it prints.
 func startServer(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"server", "--addr", "127.0.0.1:0"}, args...)...)
+	return launchServer(t, "127.0.0.1:0", "", args...)
+}
+
+// launchServer runs "scanfleet server" on addr. With token "" it waits for
+// the admin token a first start prints; else the store has tokens already
+// and token is the one to use.
+func launchServer(t *testing.T, addr, token string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary(t), append([]string{"server", "--addr", addr}, args...)...)
 	cmd.Env = cleanEnv()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1), token: token}
 	cmd.Stderr = s.stderr
 	require.NoError(t, cmd.Start())
 	go func() { s.done <- cmd.Wait() }()

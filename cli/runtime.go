@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/scanfleet/scanfleet"
 	sfhttp "github.com/scanfleet/scanfleet/http"
@@ -19,7 +20,7 @@ type localWorkers struct {
 	wg     sync.WaitGroup
 }
 
-func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, concurrency int, logger *slog.Logger) (*localWorkers, error) {
+func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, concurrency int, lease time.Duration, logger *slog.Logger) (*localWorkers, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	lw := &localWorkers{cancel: cancel}
 	caps := worker.DetectCapabilities()
@@ -52,7 +53,7 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 		}
 		w, err := worker.New(worker.Config{
 			Client: client, WorkerID: resp.WorkerID, Source: worker.HTTPSource{Client: client}, Executors: ex,
-			Concurrency: concurrency, Data: data, Logger: logger.With(slog.String("pool", string(pool))),
+			Concurrency: concurrency, Data: data, Lease: lease, Logger: logger.With(slog.String("pool", string(pool))),
 		})
 		if err != nil {
 			lw.Stop()

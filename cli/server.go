@@ -74,6 +74,7 @@ func (a *app) serverCommand() *cobra.Command {
 		shutdownWait     time.Duration
 		localWorkersOn   bool
 		localConcurrency int
+		lease            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -92,6 +93,7 @@ admin API token and prints it once.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&shutdownWait, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight on shutdown")
 	cmd.Flags().BoolVar(&localWorkersOn, "local-workers", true, "run one in-process worker per pool")
+	cmd.Flags().DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "how long a worker holds a task without renewing it; a lapsed lease puts the task back for another attempt")
 	cmd.Flags().IntVar(&localConcurrency, "local-concurrency", 4, "tasks each in-process worker runs at once")
 	envHelp(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -111,7 +113,7 @@ admin API token and prints it once.`,
 		var rt *router.Router
 		srv, err := sfhttp.NewServer(store, registry(), sfhttp.Config{
 			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
-			TasksCreated: func() { rt.Wake() },
+			TasksCreated: func() { rt.Wake() }, Lease: lease,
 		})
 		if err != nil {
 			return usageError{err}
@@ -138,7 +140,7 @@ admin API token and prints it once.`,
 		defer rt.Stop()
 		var lw *localWorkers
 		if localWorkersOn {
-			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, localConcurrency, logger); err != nil {
+			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, localConcurrency, lease, logger); err != nil {
 				_ = srv.Stop(context.Background())
 				return err
 			}

@@ -55,7 +55,7 @@ func (a *app) workerCommand() *cobra.Command {
 	var (
 		server, joinToken, pool, site, transport, stateFile, name, logLevel string
 		concurrency                                                         int
-		idle, drain                                                         time.Duration
+		idle, drain, lease                                                  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -82,6 +82,7 @@ poll (--transport http). SIGTERM drains it: no new tasks; running ones get
 	fs.DurationVar(&idle, "idle-timeout", 0, "exit 0 after this long without a task (0: never)")
 	fs.DurationVar(&drain, "drain-timeout", 0, "on SIGTERM, how long running tasks may go on before they are handed back")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "the server's --task-lease; the worker renews at a third of it")
 	envHelp(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var level slog.Level
@@ -117,7 +118,7 @@ poll (--transport http). SIGTERM drains it: no new tasks; running ones get
 		defer closeSrc()
 		w, err := worker.New(worker.Config{
 			Client: client, WorkerID: st.WorkerID, Source: src, Executors: ex,
-			Concurrency: concurrency, IdleTimeout: idle, DrainTimeout: drain, Logger: logger,
+			Concurrency: concurrency, IdleTimeout: idle, DrainTimeout: drain, Lease: lease, Logger: logger,
 		})
 		if err != nil {
 			return usageError{err}
