@@ -44,6 +44,9 @@ type errorDetail struct {
 // cause and shown as "internal error".
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := scanfleet.ErrorCode(err)
+	if code == scanfleet.EINTERNAL && r.Context().Err() != nil {
+		return // the client went away; nobody reads the answer
+	}
 	if code == scanfleet.EINTERNAL {
 		s.logger.Error("http request", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 	}

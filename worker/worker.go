@@ -92,7 +92,8 @@ type Worker struct {
 
 	mu      sync.Mutex
 	running map[string]*taskRun
-	done    chan string // task ids whose run ended
+	done    chan string   // task ids whose run ended
+	freed   chan struct{} // a run ended: a slot is free
 }
 
 // New returns a worker.
@@ -102,7 +103,8 @@ func New(cfg Config) (*Worker, error) {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
 	w := &Worker{cfg: cfg, executors: map[string]scanfleet.Executor{}, running: map[string]*taskRun{},
-		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan string, cfg.Concurrency)}
+		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan string, cfg.Concurrency),
+		freed: make(chan struct{}, 1)}
 	for _, e := range cfg.Executors {
 		w.executors[e.TaskType().Name] = e
 	}
@@ -157,10 +159,28 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.cfg.IdleTimeout > 0 && n == 0 {
 			wait = min(wait, max(w.cfg.IdleTimeout-time.Since(lastBusy), 10*time.Millisecond))
 		}
-		as, cmds, err := w.cfg.Source.Next(ctx, free, wait, scanfleet.Heartbeat{Running: n})
+		pollCtx, stopPoll := ctx, context.CancelFunc(func() {})
+		if free == 0 {
+			// Full: this poll only waits for commands, and ends as soon as
+			// a slot frees up, so the worker takes new tasks at once.
+			pollCtx, stopPoll = context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-w.freed:
+					stopPoll()
+				case <-pollCtx.Done():
+				}
+			}()
+		}
+		as, cmds, err := w.cfg.Source.Next(pollCtx, free, wait, scanfleet.Heartbeat{Running: n})
+		interrupted := pollCtx.Err() != nil
+		stopPoll()
 		if err != nil {
 			if ctx.Err() != nil {
 				break
+			}
+			if interrupted {
+				continue
 			}
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 			w.log.Warn("poll for tasks", slog.Any("err", err), slog.Duration("retry_in", backoff))
@@ -180,6 +200,10 @@ func (w *Worker) Run(ctx context.Context) error {
 				defer wg.Done()
 				w.execute(bg, r)
 				w.done <- r.id
+				select {
+				case w.freed <- struct{}{}:
+				default:
+				}
 			}()
 		}
 	}

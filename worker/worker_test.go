@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func rawTask() *scanfleet.TaskType {
 
 // rig is a real server (HTTP API, SQLite store, router) on loopback.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	store  scanfleet.Store
 	srv    *sfhttp.Server
 	router *router.Router
@@ -44,7 +45,7 @@ type rig struct {
 	lease  time.Duration
 }
 
-func newRig(t *testing.T, lease time.Duration) *rig {
+func newRig(t testing.TB, lease time.Duration) *rig {
 	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
@@ -137,6 +138,9 @@ func (r *rig) start(cfg worker.Config) (stop func()) {
 	cfg.PollWait = 2 * time.Second
 	cfg.LogFlush = 20 * time.Millisecond
 	cfg.HeartbeatInterval = 200 * time.Millisecond
+	if !testing.Verbose() {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	w, err := worker.New(cfg)
 	require.NoError(r.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
