@@ -45,6 +45,10 @@ type LeaseStore interface {
 	// RequestCancel cancels a task that has not started, or flags a
 	// started one for its worker to stop. A finished task is ECONFLICT.
 	RequestCancel(ctx context.Context, id string, now time.Time) (*Task, error)
+	// RouteTasks moves up to max created tasks, oldest first, to
+	// requested and returns them (the router's batch; concurrent routers
+	// never route a task twice).
+	RouteTasks(ctx context.Context, max int, now time.Time) ([]*Task, error)
 	// AddTaskRecords adds n to the task's record count.
 	AddTaskRecords(ctx context.Context, id string, n int64) error
 }

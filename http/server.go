@@ -99,6 +99,9 @@ type Server struct {
 	srv  *http.Server
 	done chan struct{}
 
+	workersMu sync.Mutex
+	workers   map[string]cachedWorker // credential hash → worker
+
 	touchMu sync.Mutex
 	touched map[string]time.Time // token id → last time we stored its use
 }
@@ -113,6 +116,7 @@ func NewServer(store scanfleet.Store, registry *scanfleet.Registry, cfg Config) 
 		cfg: cfg, store: store, registry: registry, logger: cfg.Logger,
 		touched: map[string]time.Time{},
 		hub:     newHub(),
+		workers: map[string]cachedWorker{},
 	}
 	s.metrics = newMetrics(store)
 	s.router = s.routes()

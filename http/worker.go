@@ -30,7 +30,7 @@ func (s *Server) workerAuth(next http.Handler) http.Handler {
 			s.writeError(w, r, scanfleet.Errorf(scanfleet.EUNAUTHORIZED, "missing worker credential: send \"Authorization: Bearer sfw_…\""))
 			return
 		}
-		wk, err := s.store.FindWorkerByHash(r.Context(), scanfleet.HashToken(secret))
+		wk, err := s.findWorker(r.Context(), scanfleet.HashToken(secret))
 		if scanfleet.ErrorCode(err) == scanfleet.ENOTFOUND {
 			s.writeError(w, r, scanfleet.Errorf(scanfleet.EUNAUTHORIZED, "unknown or revoked worker credential"))
 			return
@@ -421,6 +421,10 @@ type finishRequest struct {
 	Status scanfleet.TaskStatus `json:"status"`
 	Output json.RawMessage      `json:"output"`
 	Error  string               `json:"error"`
+	// Logs and Progress are the task's last log lines and progress, sent
+	// with the outcome to save round trips for short tasks.
+	Logs     []string            `json:"logs"`
+	Progress *scanfleet.Progress `json:"progress"`
 }
 
 func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
@@ -436,11 +440,30 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk := workerFrom(r.Context())
+	id := pathValue(r, "id")
+	if req.Progress != nil || len(req.Logs) > 0 {
+		if _, err := s.holds(r.Context(), wk, id); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if req.Progress != nil {
+		if _, err := s.store.RenewLease(r.Context(), id, wk.ID, s.cfg.Lease, req.Progress, s.cfg.Now()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if len(req.Logs) > 0 {
+		if err := s.store.AppendTaskLogs(r.Context(), id, req.Logs, s.cfg.Now()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	c := scanfleet.TaskChange{Status: req.Status, Output: req.Output}
 	if req.Error != "" {
 		c.Error = &req.Error
 	}
-	t, err := s.store.FinishTask(r.Context(), pathValue(r, "id"), wk.ID, c, s.cfg.Now())
+	t, err := s.store.FinishTask(r.Context(), id, wk.ID, c, s.cfg.Now())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -473,4 +496,35 @@ func (s *Server) handleCancelTask(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusAccepted, t)
+}
+
+// workerCacheTTL is how long a worker looked up by its credential is
+// remembered, so that the hot worker routes do not read the store for
+// every request.
+const workerCacheTTL = 5 * time.Second
+
+type cachedWorker struct {
+	w       *scanfleet.Worker
+	expires time.Time
+}
+
+func (s *Server) findWorker(ctx context.Context, hash string) (*scanfleet.Worker, error) {
+	now := time.Now()
+	s.workersMu.Lock()
+	c, ok := s.workers[hash]
+	s.workersMu.Unlock()
+	if ok && now.Before(c.expires) {
+		return c.w, nil
+	}
+	wk, err := s.store.FindWorkerByHash(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	s.workersMu.Lock()
+	if len(s.workers) > 10000 {
+		clear(s.workers)
+	}
+	s.workers[hash] = cachedWorker{w: wk, expires: now.Add(workerCacheTTL)}
+	s.workersMu.Unlock()
+	return wk, nil
 }

@@ -171,21 +171,11 @@ func (r *Router) Tick(ctx context.Context) error {
 // routeCreated moves one batch of created tasks to requested and
 // dispatches them.
 func (r *Router) routeCreated(ctx context.Context) (int, error) {
-	tasks, _, err := r.store.ListTasks(ctx, scanfleet.TaskFilter{Status: []scanfleet.TaskStatus{scanfleet.TaskCreated}, Page: scanfleet.Page{Limit: r.cfg.Batch}})
+	routed, err := r.store.RouteTasks(ctx, r.cfg.Batch, r.cfg.Now())
 	if err != nil {
-		return 0, fmt.Errorf("list created tasks: %w", err)
+		return 0, fmt.Errorf("route tasks: %w", err)
 	}
-	routed := make([]*scanfleet.Task, 0, len(tasks))
-	for _, t := range tasks {
-		t, err := r.store.TransitionTask(ctx, t.ID, scanfleet.TaskChange{Status: scanfleet.TaskRequested}, r.cfg.Now())
-		if scanfleet.ErrorCode(err) == scanfleet.ECONFLICT {
-			continue // cancelled meanwhile, or routed by another replica
-		} else if err != nil {
-			return 0, fmt.Errorf("route task: %w", err)
-		}
-		routed = append(routed, t)
-	}
-	return len(tasks), r.dispatch(ctx, routed)
+	return len(routed), r.dispatch(ctx, routed)
 }
 
 // redispatch sends again requested tasks that waited too long: their

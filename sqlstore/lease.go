@@ -392,3 +392,21 @@ func (db *DB) AddTaskRecords(ctx context.Context, id string, n int64) error {
 	}
 	return nil
 }
+
+// RouteTasks moves up to max created tasks, oldest first, to requested in
+// one statement and returns them: the router's batch.
+func (db *DB) RouteTasks(ctx context.Context, max int, now time.Time) ([]*scanfleet.Task, error) {
+	if max < 1 {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "max: %d is not positive", max)
+	}
+	now = truncTime(now)
+	query := "WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'created' ORDER BY id LIMIT ?" + db.dialect.SkipLocked + ") " +
+		"UPDATE tasks SET status = 'requested', requested_at = ?, updated_at = ? " +
+		"WHERE status = 'created' AND id IN (SELECT id FROM picked) RETURNING " + taskColumns
+	out, err := scanTasks(db.query(ctx, db.write, query, min(max, maxClaim), micros(now), micros(now)))
+	if err != nil {
+		return nil, fmt.Errorf("route tasks: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}

@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"Record", recordTests},
 		{"Token", tokenTests},
 		{"Cloud", cloudTests},
+		{"Route", routeTests},
 		{"Lease", leaseTests},
 		{"Worker", workerTests},
 		{"Store", storeTests},

@@ -108,9 +108,17 @@ func (c *Client) records(ctx context.Context, id string, jsonl []byte) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/records", "application/x-ndjson", rawJSONL(jsonl), nil)
 }
 
-func (c *Client) finish(ctx context.Context, id string, status scanfleet.TaskStatus, output any, errMsg string) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/finish", "application/json",
-		map[string]any{"status": status, "output": output, "error": errMsg}, nil)
+// outcome is what a worker reports at the end of a task.
+type outcome struct {
+	Status   scanfleet.TaskStatus `json:"status"`
+	Output   any                  `json:"output,omitempty"`
+	Error    string               `json:"error,omitempty"`
+	Logs     []string             `json:"logs,omitempty"`
+	Progress *scanfleet.Progress  `json:"progress,omitempty"`
+}
+
+func (c *Client) finish(ctx context.Context, id string, o outcome) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/finish", "application/json", o, nil)
 }
 
 type rawJSONL []byte
@@ -173,5 +181,5 @@ func (c *Client) Renew(ctx context.Context, id string) (bool, error) {
 
 // Finish reports a held task's outcome.
 func (c *Client) Finish(ctx context.Context, id string, st scanfleet.TaskStatus) error {
-	return c.finish(ctx, id, st, nil, "")
+	return c.finish(ctx, id, outcome{Status: st})
 }

@@ -199,11 +199,20 @@ func (e *execEnv) flushLogs(ctx context.Context) {
 	}
 }
 
-// close delivers what is left: the last records and log lines.
+// close delivers the last records; the last log lines go with the
+// outcome (takeLogs).
 func (e *execEnv) close(ctx context.Context) error {
 	<-e.logsDone
 	ctx, cancel := context.WithTimeout(ctx, e.w.cfg.Lease)
 	defer cancel()
-	e.flushLogs(ctx)
 	return e.flushRecords(ctx)
+}
+
+// takeLogs returns and clears the log lines not sent yet.
+func (e *execEnv) takeLogs() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	lines := e.lines
+	e.lines = nil
+	return lines
 }

@@ -352,14 +352,12 @@ func (w *Worker) execute(bg context.Context, r *taskRun) {
 	if err := env.close(bg); err != nil && status == scanfleet.TaskFinished {
 		status, errMsg = scanfleet.TaskFailed, "deliver results: "+err.Error()
 	}
+	o := outcome{Status: status, Error: errMsg, Logs: env.takeLogs(),
+		Output: map[string]any{"records": env.records(), "duration_ms": time.Since(start).Milliseconds()}}
 	if p := env.progress(); p != (scanfleet.Progress{}) {
-		// The last progress, so the stored task shows where it ended.
-		if _, err := w.cfg.Client.renew(bg, t.ID, p); err != nil {
-			log.Debug("final progress", slog.Any("err", err))
-		}
+		o.Progress = &p // where it ended
 	}
-	out := map[string]any{"records": env.records(), "duration_ms": time.Since(start).Milliseconds()}
-	if err := w.report(bg, t.ID, status, out, errMsg); err != nil {
+	if err := w.report(bg, t.ID, o); err != nil {
 		log.Error("report outcome", slog.Any("err", err))
 		return // not acked: the lease lapses and the task is retried
 	}
@@ -445,11 +443,11 @@ func (w *Worker) renew(r *taskRun, t *scanfleet.Task, env *execEnv, done chan st
 }
 
 // report sends the outcome, retrying transient failures for up to a lease.
-func (w *Worker) report(ctx context.Context, id string, st scanfleet.TaskStatus, out any, errMsg string) error {
+func (w *Worker) report(ctx context.Context, id string, o outcome) error {
 	deadline := time.Now().Add(w.cfg.Lease)
 	backoff := 100 * time.Millisecond
 	for {
-		err := w.cfg.Client.finish(ctx, id, st, out, errMsg)
+		err := w.cfg.Client.finish(ctx, id, o)
 		code := scanfleet.ErrorCode(err)
 		if err == nil || code == scanfleet.ECONFLICT || code == scanfleet.EINVALID || code == scanfleet.ENOTFOUND || time.Now().After(deadline) {
 			return err
