@@ -67,7 +67,7 @@ func startServer(t *testing.T, args ...string) *server {
 // and token is the one to use.
 func launchServer(t *testing.T, addr, token string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"server", "--addr", addr}, args...)...)
+	cmd := exec.Command(binary(t), append([]string{"server", "--addr", addr, "--nats-addr", "127.0.0.1:-1"}, args...)...)
 	cmd.Env = cleanEnv()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -276,7 +276,7 @@ func TestFirstStartOnly(t *testing.T) {
 	require.NoError(t, s.cmd.Process.Signal(syscall.SIGTERM))
 	<-s.done
 
-	cmd := exec.Command(binary(t), "server", "--addr", "127.0.0.1:0")
+	cmd := exec.Command(binary(t), "server", "--addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:-1")
 	cmd.Env = append(cleanEnv(), "SCANFLEET_DATA_DIR="+dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -16,11 +16,16 @@ import (
 // that a single "scanfleet server" scans end to end. They use the same
 // worker code and API as remote workers, over loopback HTTP.
 type localWorkers struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closers []func()
 }
 
-func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, concurrency int, lease time.Duration, logger *slog.Logger) (*localWorkers, error) {
+func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, concurrency int, lease time.Duration, natsURL string, logger *slog.Logger) (*localWorkers, error) {
+	transport := "http"
+	if natsURL != "" {
+		transport = "nats"
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	lw := &localWorkers{cancel: cancel}
 	caps := worker.DetectCapabilities()
@@ -40,20 +45,30 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 		}
 		resp, err := srv.Enrol(ctx, sfhttp.EnrolRequest{
 			JoinToken: join, Name: "local-" + string(pool), Pool: pool, Version: version(),
-			Capabilities: caps, Executors: names, Transport: "http", Concurrency: concurrency,
+			Capabilities: caps, Executors: names, Transport: transport, Concurrency: concurrency,
 		})
 		if err != nil {
 			lw.Stop()
 			return nil, fmt.Errorf("enrol local %s worker: %w", pool, err)
 		}
 		client := worker.NewClient(srv.URL(), resp.Credential)
+		wlog := logger.With(slog.String("pool", string(pool)))
+		var src worker.Source = worker.HTTPSource{Client: client}
+		if transport == "nats" {
+			var closeSrc func()
+			if src, closeSrc, err = natsSource(ctx, natsURL, resp.WorkerID, resp.Credential, string(pool), "", wlog); err != nil {
+				lw.Stop()
+				return nil, fmt.Errorf("local %s worker: %w", pool, err)
+			}
+			lw.closers = append(lw.closers, closeSrc)
+		}
 		var data scanfleet.TaskData
 		if pool != scanfleet.PoolExternal {
 			data = store
 		}
 		w, err := worker.New(worker.Config{
-			Client: client, WorkerID: resp.WorkerID, Source: worker.HTTPSource{Client: client}, Executors: ex,
-			Concurrency: concurrency, Data: data, Lease: lease, Logger: logger.With(slog.String("pool", string(pool))),
+			Client: client, WorkerID: resp.WorkerID, Source: src, Executors: ex,
+			Concurrency: concurrency, Data: data, Lease: lease, Logger: wlog,
 		})
 		if err != nil {
 			lw.Stop()
@@ -74,6 +89,10 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 func (lw *localWorkers) Stop() {
 	lw.cancel()
 	lw.wg.Wait()
+	for _, c := range lw.closers {
+		c()
+	}
+	lw.closers = nil
 }
 
 func contains[T comparable](list []T, v T) bool {

@@ -75,6 +75,9 @@ func (a *app) serverCommand() *cobra.Command {
 		localWorkersOn   bool
 		localConcurrency int
 		lease            time.Duration
+		natsOn           bool
+		natsAddr         string
+		natsURL          string
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -93,6 +96,9 @@ admin API token and prints it once.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().DurationVar(&shutdownWait, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight on shutdown")
 	cmd.Flags().BoolVar(&localWorkersOn, "local-workers", true, "run one in-process worker per pool")
+	cmd.Flags().BoolVar(&natsOn, "nats", true, "dispatch tasks over NATS JetStream (embedded unless --nats-url); false leaves only the HTTP long poll")
+	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4223", "address of the embedded NATS server that workers connect to (port -1 picks a free one)")
+	cmd.Flags().StringVar(&natsURL, "nats-url", "", "nats://… URL of an external NATS cluster with JetStream, instead of the embedded server")
 	cmd.Flags().DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "how long a worker holds a task without renewing it; a lapsed lease puts the task back for another attempt")
 	cmd.Flags().IntVar(&localConcurrency, "local-concurrency", 4, "tasks each in-process worker runs at once")
 	envHelp(cmd.Flags())
@@ -111,20 +117,35 @@ admin API token and prints it once.`,
 		}
 		defer store.Close()
 		var rt *router.Router
-		srv, err := sfhttp.NewServer(store, registry(), sfhttp.Config{
+		hcfg := sfhttp.Config{
 			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
 			TasksCreated: func() { rt.Wake() }, Lease: lease,
-		})
+		}
+		rcfg := router.Config{Logger: logger}
+		var queue *natsQueue
+		if natsOn {
+			if queue, err = startNATS(ctx, natsAddr, natsURL, filepath.Join(sf.dataDir, "nats"), store, lease, logger); err != nil {
+				return err
+			}
+			defer queue.Close()
+			hcfg.WorkerNATSURL, hcfg.Commands, hcfg.OnEnrol = queue.url, queue, queue.OnEnrol
+			rcfg.Dispatcher = queue
+		}
+		srv, err := sfhttp.NewServer(store, registry(), hcfg)
 		if err != nil {
 			return usageError{err}
 		}
-		if rt, err = router.New(store, router.Config{Notify: srv.NotifyPool, Logger: logger}); err != nil {
+		rcfg.Notify = srv.NotifyPool
+		if rt, err = router.New(store, rcfg); err != nil {
 			return err
 		}
 		if err := srv.Start(ctx); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "scanfleet %s listening on %s (store: %s)\n", version(), srv.URL(), sf.describe())
+		if queue != nil {
+			fmt.Fprintf(a.stdout, "workers' task queue: NATS JetStream at %s\n", queue.url)
+		}
 		// A signal during start-up must not turn into an error: the token
 		// step runs to its end, then the server stops normally.
 		bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -140,7 +161,11 @@ admin API token and prints it once.`,
 		defer rt.Stop()
 		var lw *localWorkers
 		if localWorkersOn {
-			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, localConcurrency, lease, logger); err != nil {
+			qurl := ""
+			if queue != nil {
+				qurl = queue.url
+			}
+			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, localConcurrency, lease, qurl, logger); err != nil {
 				_ = srv.Stop(context.Background())
 				return err
 			}

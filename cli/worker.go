@@ -225,6 +225,11 @@ func newSource(ctx context.Context, st *workerState, client *worker.Client, logg
 	switch st.Transport {
 	case "http":
 		return worker.HTTPSource{Client: client}, func() {}, nil
+	case "nats":
+		if st.NATSURL == "" {
+			return nil, nil, fmt.Errorf("the server gave no NATS URL at enrolment (it runs without NATS): use --transport http")
+		}
+		return natsSource(ctx, st.NATSURL, st.WorkerID, st.Credential, st.Pool, st.Site, logger)
 	}
-	return nil, nil, fmt.Errorf("transport %q is not available in this build", st.Transport)
+	return nil, nil, fmt.Errorf("transport %q is not nats or http", st.Transport)
 }

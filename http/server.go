@@ -45,9 +45,9 @@ type Config struct {
 	WorkerNATSURL string
 	// Commands delivers commands to NATS workers; nil without NATS.
 	Commands CommandBus
-	// Dispatch sends tasks handed back by a worker to the queue again;
-	// nil when the HTTP long poll (the store) is the only queue.
-	Dispatch func(ctx context.Context, tasks []*scanfleet.Task) error
+	// OnEnrol is called after a worker enrolled, to prepare its queue
+	// (NATS consumers). Optional.
+	OnEnrol func(ctx context.Context, w *scanfleet.Worker) error
 	// TasksCreated is called after a request created tasks, to route them
 	// at once. Optional.
 	TasksCreated func()

@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -107,6 +108,11 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 	}
 	if err := s.store.EnrolWorker(ctx, scanfleet.HashToken(req.JoinToken), wk, now); err != nil {
 		return nil, err
+	}
+	if s.cfg.OnEnrol != nil {
+		if err := s.cfg.OnEnrol(ctx, wk); err != nil {
+			return nil, fmt.Errorf("prepare the queue of worker %s: %w", wk.ID, err)
+		}
 	}
 	resp := &EnrolResponse{WorkerID: wk.ID, Credential: cred}
 	if req.Transport == "nats" && s.cfg.WorkerNATSURL != "" {
@@ -468,10 +474,10 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.Status == scanfleet.TaskRequested && s.cfg.Dispatch != nil {
-		if err := s.cfg.Dispatch(r.Context(), []*scanfleet.Task{t}); err != nil {
-			s.logger.Warn("dispatch handed-back task", "task", t.ID, "err", err)
-		}
+	if req.Status == scanfleet.TaskRequested {
+		// Handed back: long-polling workers may take it now. A NATS worker
+		// releases its dispatch to the queue itself.
+		s.hub.NotifyPool(t.Pool)
 	}
 	writeJSON(w, http.StatusOK, t)
 }

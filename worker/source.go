@@ -19,6 +19,9 @@ type Assignment struct {
 	// InProgress tells the queue the task is still being worked on; nil
 	// when not needed.
 	InProgress func() error
+	// Release gives the dispatch back to the queue for another worker
+	// (after a hand-back); nil when not needed.
+	Release func() error
 }
 
 // Source delivers tasks and commands to a worker: the transport.

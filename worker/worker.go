@@ -362,6 +362,13 @@ func (w *Worker) execute(bg context.Context, r *taskRun) {
 		return // not acked: the lease lapses and the task is retried
 	}
 	log.Info("task ended", slog.String("status", string(status)), slog.Int64("records", env.records()), slog.Duration("took", time.Since(start)))
+	if status == scanfleet.TaskRequested && r.a.Release != nil {
+		// Handed back: the same dispatch goes to another worker.
+		if err := r.a.Release(); err != nil {
+			log.Warn("release dispatch", slog.Any("err", err))
+		}
+		return
+	}
 	w.ack(bg, r, log)
 }
 
