@@ -154,3 +154,13 @@ type WorkerStore interface {
 	ListWorkers(ctx context.Context, now time.Time) ([]*Worker, error)
 	HeartbeatWorker(ctx context.Context, id string, hb Heartbeat, now time.Time) error
 }
+
+// Command is an instruction from the server to one worker, delivered in
+// its poll answer (HTTP transport) or on its command subject (NATS).
+type Command struct {
+	Type   string `json:"type"` // CommandCancel
+	TaskID string `json:"task_id"`
+}
+
+// CommandCancel tells a worker to stop a task.
+const CommandCancel = "cancel"

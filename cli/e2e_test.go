@@ -161,7 +161,7 @@ func TestEndToEndSQLite(t *testing.T) {
 
 func TestEndToEndPostgres(t *testing.T) {
 	t.Parallel()
-	endToEnd(t, "--database-url", pgtest.URL(t))
+	endToEnd(t, "--database-url", pgtest.URL(t), "--data-dir", t.TempDir())
 }
 
 // endToEnd drives a real server process through the CLI: a workspace, a

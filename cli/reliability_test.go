@@ -141,7 +141,7 @@ func TestServerRestartSQLite(t *testing.T) {
 
 func TestServerRestartPostgres(t *testing.T) {
 	t.Parallel()
-	serverRestart(t, "--database-url", pgtest.URL(t))
+	serverRestart(t, "--database-url", pgtest.URL(t), "--data-dir", t.TempDir())
 }
 
 // serverRestart kills the server in the middle of a run and starts it

@@ -229,7 +229,7 @@ func newSource(ctx context.Context, st *workerState, client *worker.Client, logg
 		if st.NATSURL == "" {
 			return nil, nil, fmt.Errorf("the server gave no NATS URL at enrolment (it runs without NATS): use --transport http")
 		}
-		return natsSource(ctx, st.NATSURL, st.WorkerID, st.Credential, st.Pool, st.Site, logger)
+		return worker.DialNATS(ctx, st.NATSURL, st.WorkerID, st.Credential, scanfleet.Pool(st.Pool), st.Site, logger)
 	}
 	return nil, nil, fmt.Errorf("transport %q is not nats or http", st.Transport)
 }

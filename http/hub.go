@@ -7,12 +7,8 @@ import (
 	"github.com/scanfleet/scanfleet"
 )
 
-// Command is an instruction to one worker, delivered in its poll or
-// heartbeat answer (HTTP transport) or on its NATS command subject.
-type Command struct {
-	Type   string `json:"type"` // "cancel"
-	TaskID string `json:"task_id"`
-}
+// Command is an instruction to one worker.
+type Command = scanfleet.Command
 
 // CommandBus delivers commands to workers over another transport (NATS).
 type CommandBus interface {
@@ -28,10 +24,12 @@ type hub struct {
 	commands map[string][]Command        // worker id → pending commands
 	waiters  map[string]chan struct{}    // worker id → wake channel of its poll
 	pools    map[scanfleet.Pool][]string // pool → waiting worker ids
+	draining map[string]bool             // workers shutting down: lease them nothing
 }
 
 func newHub() *hub {
-	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{}}
+	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{},
+		draining: map[string]bool{}}
 }
 
 // push queues a command for a worker and wakes its poll.
@@ -92,4 +90,23 @@ func (h *hub) NotifyPool(pool scanfleet.Pool) {
 		}
 	}
 	h.pools[pool] = nil
+}
+
+// setDraining records whether a worker is shutting down; a poll of a
+// draining worker that is still open (abandoned by the worker) leases
+// nothing, not even the tasks the worker is handing back.
+func (h *hub) setDraining(workerID string, draining bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if draining {
+		h.draining[workerID] = true
+	} else {
+		delete(h.draining, workerID)
+	}
+}
+
+func (h *hub) isDraining(workerID string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.draining[workerID]
 }

@@ -223,6 +223,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk := workerFrom(r.Context())
+	s.hub.setDraining(wk.ID, hb.Draining)
 	if err := s.store.HeartbeatWorker(r.Context(), wk.ID, hb, s.cfg.Now()); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -265,6 +266,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	wait := min(time.Duration(req.Wait), MaxPollWait)
 	ctx := r.Context()
 	wk := workerFrom(ctx)
+	s.hub.setDraining(wk.ID, req.Draining)
 	if err := s.store.HeartbeatWorker(ctx, wk.ID, req.Heartbeat, s.cfg.Now()); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -277,12 +279,19 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	for {
 		woken, done := s.hub.wait(wk.ID, wk.Pool)
 		var tasks []*scanfleet.Task
-		if req.Max > 0 && !req.Draining && len(f.Types) > 0 {
+		if req.Max > 0 && !s.hub.isDraining(wk.ID) && len(f.Types) > 0 && ctx.Err() == nil {
 			var err error
 			tasks, err = s.store.ClaimNext(ctx, f, wk.ID, s.cfg.Lease, s.cfg.Now())
 			if err != nil {
 				done()
 				s.writeError(w, r, err)
+				return
+			}
+			if ctx.Err() != nil {
+				// The worker left while its tasks were leased: give them
+				// back now rather than let their leases lapse.
+				done()
+				s.release(wk, tasks)
 				return
 			}
 		}
@@ -292,7 +301,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			if tasks == nil {
 				tasks = []*scanfleet.Task{}
 			}
-			writeJSON(w, http.StatusOK, pollResponse{Tasks: tasks, Commands: nonNilCmds(cmds)})
+			if err := writeJSONErr(w, http.StatusOK, pollResponse{Tasks: tasks, Commands: nonNilCmds(cmds)}); err != nil || ctx.Err() != nil {
+				s.release(wk, tasks)
+			}
 			return
 		}
 		select {
@@ -533,4 +544,20 @@ func (s *Server) findWorker(ctx context.Context, hash string) (*scanfleet.Worker
 	s.workers[hash] = cachedWorker{w: wk, expires: now.Add(workerCacheTTL)}
 	s.workersMu.Unlock()
 	return wk, nil
+}
+
+// release hands back tasks leased to a worker whose poll answer could not
+// be delivered.
+func (s *Server) release(wk *scanfleet.Worker, tasks []*scanfleet.Task) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, t := range tasks {
+		msg := "handed back: the poll that leased it was abandoned"
+		if _, err := s.store.FinishTask(ctx, t.ID, wk.ID, scanfleet.TaskChange{Status: scanfleet.TaskRequested, Error: &msg}, s.cfg.Now()); err != nil {
+			s.logger.Warn("release task of an abandoned poll", "task", t.ID, "err", err)
+		}
+	}
+	if len(tasks) > 0 {
+		s.hub.NotifyPool(wk.Pool)
+	}
 }

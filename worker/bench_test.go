@@ -20,7 +20,7 @@ import (
 //
 //	go test -run '^$' -bench Dispatch -benchtime 2000x ./worker/
 func BenchmarkDispatch(b *testing.B) {
-	r := newRig(b, scanfleet.DefaultLease)
+	r := newRig(b, scanfleet.DefaultLease, "http")
 	for range 2 {
 		r.start(worker.Config{Concurrency: 64})
 	}

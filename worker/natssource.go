@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/scanfleet/scanfleet"
@@ -105,4 +107,24 @@ func (s *NATSSource) drain(cmds []Command) []Command {
 			return cmds
 		}
 	}
+}
+
+// DialNATS connects to NATS as the worker (its id and credential) and
+// returns its source, and a function that closes the connection.
+func DialNATS(ctx context.Context, url, workerID, credential string, pool scanfleet.Pool, site string, logger *slog.Logger) (*NATSSource, func(), error) {
+	nc, err := natsbus.Connect(url, workerID, credential, logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	c, err := natsbus.NewConsumer(ctx, nc, natsbus.ConsumerConfig{Pool: string(pool), Site: site, WorkerID: workerID, Logger: logger})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	src, err := NewNATSSource(ctx, c)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return src, nc.Close, nil
 }

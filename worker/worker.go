@@ -283,6 +283,13 @@ func (w *Worker) drain() {
 		return
 	}
 	w.log.Info("draining", slog.Int("running", n), slog.Duration("timeout", w.cfg.DrainTimeout))
+	// Tell the server first, so that nothing more is leased to this worker,
+	// not even the tasks it is about to hand back.
+	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if _, err := w.cfg.Client.heartbeat(hctx, scanfleet.Heartbeat{Running: n, Draining: true}); err != nil {
+		w.log.Warn("announce drain", slog.Any("err", err))
+	}
+	cancel()
 	deadline := time.After(w.cfg.DrainTimeout)
 	for {
 		w.reap()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/router"
 	"github.com/scanfleet/scanfleet/scanner/noop"
 	"github.com/scanfleet/scanfleet/sqlite"
@@ -37,15 +38,31 @@ func rawTask() *scanfleet.TaskType {
 
 // rig is a real server (HTTP API, SQLite store, router) on loopback.
 type rig struct {
-	t      testing.TB
-	store  scanfleet.Store
-	srv    *sfhttp.Server
-	router *router.Router
-	admin  string
-	lease  time.Duration
+	t         testing.TB
+	transport string
+	natsURL   string
+	store     scanfleet.Store
+	srv       *sfhttp.Server
+	router    *router.Router
+	admin     string
+	lease     time.Duration
 }
 
-func newRig(t testing.TB, lease time.Duration) *rig {
+// transports are the two ways tasks reach workers; the conformance tests
+// run against both.
+var transports = []string{"http", "nats"}
+
+// eachTransport runs test once per transport.
+func eachTransport(t *testing.T, test func(t *testing.T, transport string)) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			test(t, tr)
+		})
+	}
+}
+
+func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
@@ -53,10 +70,28 @@ func newRig(t testing.TB, lease time.Duration) *rig {
 	t.Cleanup(func() { store.Close() })
 	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask())
 	require.NoError(t, err)
-	r := &rig{t: t, store: store, lease: lease}
-	r.srv, err = sfhttp.NewServer(store, reg, sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }})
+	r := &rig{t: t, store: store, lease: lease, transport: transport}
+	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }}
+	rcfg := router.Config{Interval: 50 * time.Millisecond}
+	if transport == "nats" {
+		ns, err := natsbus.StartServer(ctx, natsbus.ServerConfig{Addr: "127.0.0.1:-1", Authenticate: natsbus.Authenticator(store),
+			Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		t.Cleanup(ns.Shutdown)
+		nc, err := ns.InternalConn()
+		require.NoError(t, err)
+		t.Cleanup(nc.Close)
+		bus, err := natsbus.NewBus(ctx, nc, natsbus.BusConfig{AckWait: lease, MemoryStorage: true, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		q := natsbus.Queue{Bus: bus}
+		hcfg.Commands, hcfg.OnEnrol, hcfg.WorkerNATSURL = q, q.OnEnrol, ns.ClientURL()
+		rcfg.Dispatcher = q
+		r.natsURL = ns.ClientURL()
+	}
+	r.srv, err = sfhttp.NewServer(store, reg, hcfg)
 	require.NoError(t, err)
-	r.router, err = router.New(store, router.Config{Interval: 50 * time.Millisecond, Notify: r.srv.NotifyPool})
+	rcfg.Notify = r.srv.NotifyPool
+	r.router, err = router.New(store, rcfg)
 	require.NoError(t, err)
 	require.NoError(t, r.srv.Start(ctx))
 	require.NoError(t, r.router.Start(ctx))
@@ -106,8 +141,46 @@ func (r *rig) run(args map[string]any, timeout string) *scanfleet.Task {
 	return res.Tasks[0]
 }
 
+// ident is an enrolled worker.
+type ident struct {
+	*worker.Client
+	id   string
+	pool scanfleet.Pool
+}
+
+// source connects the worker to the rig's transport.
+func (r *rig) source(w ident) worker.Source {
+	r.t.Helper()
+	if r.transport == "http" {
+		return worker.HTTPSource{Client: w.Client}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	src, closeSrc, err := worker.DialNATS(ctx, r.natsURL, w.id, w.Credential, w.pool, "", slog.New(slog.DiscardHandler))
+	require.NoError(r.t, err)
+	r.t.Cleanup(func() { cancel(); closeSrc() })
+	return src
+}
+
+// lease takes up to n tasks as a worker would, claiming dispatched ones,
+// and returns their ids.
+func (r *rig) take(w ident, n int, wait time.Duration) []string {
+	r.t.Helper()
+	src := r.source(w)
+	as, _, err := src.Next(context.Background(), n, wait, scanfleet.Heartbeat{})
+	require.NoError(r.t, err)
+	var ids []string
+	for _, a := range as {
+		if a.Task == nil {
+			_, err := w.Claim(context.Background(), a.TaskID)
+			require.NoError(r.t, err)
+		}
+		ids = append(ids, a.TaskID)
+	}
+	return ids
+}
+
 // enrol makes a worker identity of pool with the given capabilities.
-func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) *worker.Client {
+func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) ident {
 	r.t.Helper()
 	ctx := context.Background()
 	_, join, err := r.srv.NewJoinToken(ctx, "t", "", "", 0)
@@ -120,19 +193,17 @@ func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) *worker.
 		execs = []string{"rawprobe"}
 	}
 	resp, err := r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: pool, Capabilities: caps,
-		Executors: execs, Transport: "http", Concurrency: 4})
+		Executors: execs, Transport: r.transport, Concurrency: 4})
 	require.NoError(r.t, err)
-	c := worker.NewClient(r.srv.URL(), resp.Credential)
-	return c
+	return ident{Client: worker.NewClient(r.srv.URL(), resp.Credential), id: resp.WorkerID, pool: pool}
 }
 
 // start runs a noop worker until the test ends or stop is called.
 func (r *rig) start(cfg worker.Config) (stop func()) {
 	r.t.Helper()
-	if cfg.Client == nil {
-		cfg.Client = r.enrol(scanfleet.PoolExternal)
-	}
-	cfg.Source = worker.HTTPSource{Client: cfg.Client}
+	w := r.enrol(scanfleet.PoolExternal)
+	cfg.Client, cfg.WorkerID = w.Client, w.id
+	cfg.Source = r.source(w)
 	cfg.Executors = []scanfleet.Executor{noop.Executor{}}
 	cfg.Lease = r.lease
 	cfg.PollWait = 2 * time.Second
@@ -141,11 +212,11 @@ func (r *rig) start(cfg worker.Config) (stop func()) {
 	if !testing.Verbose() {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	w, err := worker.New(cfg)
+	wk, err := worker.New(cfg)
 	require.NoError(r.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	go func() { done <- wk.Run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -180,38 +251,42 @@ func is(st scanfleet.TaskStatus) func(*scanfleet.Task) bool {
 
 func TestRunsTasksWithRecordsAndLogs(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
-	r.start(worker.Config{})
-	task := r.run(map[string]any{"records": 2500}, "")
-	done := r.wait(task.ID, 20*time.Second, is(scanfleet.TaskFinished))
-	require.Equal(t, 1, done.Attempts)
-	require.EqualValues(t, 2500, done.Records)
-	require.Equal(t, scanfleet.Progress{Done: 2500, Total: 2500}, done.Progress)
-	counts, err := r.store.CountRecords(context.Background(), "acme")
-	require.NoError(t, err)
-	require.EqualValues(t, 2500, counts[scanfleet.KindHost])
-	logs, err := r.store.ListTaskLogs(context.Background(), task.ID, 0, 100)
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(logs), 2)
-	require.Contains(t, logs[len(logs)-1].Line, "emitted 2500 records")
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		r.start(worker.Config{})
+		task := r.run(map[string]any{"records": 2500}, "")
+		done := r.wait(task.ID, 20*time.Second, is(scanfleet.TaskFinished))
+		require.Equal(t, 1, done.Attempts)
+		require.EqualValues(t, 2500, done.Records)
+		require.Equal(t, scanfleet.Progress{Done: 2500, Total: 2500}, done.Progress)
+		counts, err := r.store.CountRecords(context.Background(), "acme")
+		require.NoError(t, err)
+		require.EqualValues(t, 2500, counts[scanfleet.KindHost])
+		logs, err := r.store.ListTaskLogs(context.Background(), task.ID, 0, 100)
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, len(logs), 2)
+		require.Contains(t, logs[len(logs)-1].Line, "emitted 2500 records")
+	})
 }
 
 func TestCancelStopsARunningTask(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
-	r.start(worker.Config{})
-	task := r.run(map[string]any{"sleep": "1m"}, "")
-	r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
-	start := time.Now()
-	require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
-	done := r.wait(task.ID, 5*time.Second, is(scanfleet.TaskCancelled))
-	require.Less(t, time.Since(start), 2*time.Second, "cancel took %s", time.Since(start))
-	require.NotNil(t, done.CancelledAt)
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		r.start(worker.Config{})
+		task := r.run(map[string]any{"sleep": "1m"}, "")
+		r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
+		start := time.Now()
+		require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
+		done := r.wait(task.ID, 5*time.Second, is(scanfleet.TaskCancelled))
+		require.Less(t, time.Since(start), 2*time.Second, "cancel took %s", time.Since(start))
+		require.NotNil(t, done.CancelledAt)
+	})
 }
 
 func TestCancelBeforeStart(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
+	r := newRig(t, 3*time.Second, "http")
 	task := r.run(map[string]any{}, "")
 	var got scanfleet.Task
 	require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, &got))
@@ -221,11 +296,13 @@ func TestCancelBeforeStart(t *testing.T) {
 
 func TestTimeoutFailsTheTask(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
-	r.start(worker.Config{})
-	task := r.run(map[string]any{"sleep": "1m"}, "1s")
-	done := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskFailed))
-	require.Contains(t, done.Error, "timeout")
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		r.start(worker.Config{})
+		task := r.run(map[string]any{"sleep": "1m"}, "1s")
+		done := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskFailed))
+		require.Contains(t, done.Error, "timeout")
+	})
 }
 
 // TestLapsedLeaseIsRetried leases a task to a worker that then vanishes:
@@ -233,88 +310,91 @@ func TestTimeoutFailsTheTask(t *testing.T) {
 // without duplicating its records.
 func TestLapsedLeaseIsRetried(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, time.Second)
-	task := r.run(map[string]any{"records": 10}, "")
-	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
-	ghost := worker.HTTPSource{Client: r.enrol(scanfleet.PoolExternal)}
-	as, _, err := ghost.Next(context.Background(), 1, time.Second, scanfleet.Heartbeat{})
-	require.NoError(t, err)
-	require.Len(t, as, 1)
-	require.Equal(t, task.ID, as[0].TaskID)
-	// The ghost never renews. Another worker takes the task after the lapse.
-	r.start(worker.Config{})
-	done := r.wait(task.ID, 15*time.Second, is(scanfleet.TaskFinished))
-	require.Equal(t, 2, done.Attempts)
-	counts, err := r.store.CountRecords(context.Background(), "acme")
-	require.NoError(t, err)
-	require.EqualValues(t, 10, counts[scanfleet.KindHost])
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, time.Second, tr)
+		task := r.run(map[string]any{"records": 10}, "")
+		r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
+		require.Equal(t, []string{task.ID}, r.take(r.enrol(scanfleet.PoolExternal), 1, 2*time.Second))
+		// The ghost never renews. Another worker takes the task after the lapse.
+		r.start(worker.Config{})
+		done := r.wait(task.ID, 15*time.Second, is(scanfleet.TaskFinished))
+		require.Equal(t, 2, done.Attempts)
+		counts, err := r.store.CountRecords(context.Background(), "acme")
+		require.NoError(t, err)
+		require.EqualValues(t, 10, counts[scanfleet.KindHost])
+	})
 }
 
 // TestDrainHandsBack stops a worker in the middle of a task: the task is
 // handed back at once and another worker finishes it.
 func TestDrainHandsBack(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
-	stop := r.start(worker.Config{})
-	task := r.run(map[string]any{"sleep": "1500ms"}, "")
-	started := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
-	first := started.WorkerID
-	stopped := time.Now()
-	stop()
-	require.Less(t, time.Since(stopped), 2*time.Second)
-	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
-	r.start(worker.Config{})
-	done := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskFinished))
-	require.NotEqual(t, first, done.WorkerID)
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		stop := r.start(worker.Config{})
+		task := r.run(map[string]any{"sleep": "1500ms"}, "")
+		started := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
+		first := started.WorkerID
+		stopped := time.Now()
+		stop()
+		require.Less(t, time.Since(stopped), 2*time.Second)
+		back := r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
+		require.Equal(t, 0, back.Attempts, "a hand-back does not use up an attempt")
+		r.start(worker.Config{})
+		done := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskFinished))
+		require.NotEqual(t, first, done.WorkerID)
+		require.Equal(t, 1, done.Attempts)
+	})
 }
 
 func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
-	c := r.enrol(scanfleet.PoolExternal)
-	w, err := worker.New(worker.Config{Client: c, Source: worker.HTTPSource{Client: c}, Executors: []scanfleet.Executor{noop.Executor{}}, IdleTimeout: 300 * time.Millisecond})
-	require.NoError(t, err)
-	start := time.Now()
-	require.NoError(t, w.Run(context.Background()))
-	require.Less(t, time.Since(start), 5*time.Second)
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		c := r.enrol(scanfleet.PoolExternal)
+		w, err := worker.New(worker.Config{Client: c.Client, Source: r.source(c), Executors: []scanfleet.Executor{noop.Executor{}},
+			IdleTimeout: 300 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		start := time.Now()
+		require.NoError(t, w.Run(context.Background()))
+		require.Less(t, time.Since(start), 5*time.Second)
+	})
 }
 
 // TestCapabilities: a worker without raw sockets cannot join baremetal and
 // never receives a baremetal task.
 func TestCapabilities(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
-	ctx := context.Background()
-	_, join, err := r.srv.NewJoinToken(ctx, "t", "", "", 0)
-	require.NoError(t, err)
-	_, err = r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: scanfleet.PoolBaremetal, Transport: "http", Concurrency: 1})
-	require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		ctx := context.Background()
+		_, join, err := r.srv.NewJoinToken(ctx, "t", "", "", 0)
+		require.NoError(t, err)
+		_, err = r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: scanfleet.PoolBaremetal, Transport: tr, Concurrency: 1})
+		require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
 
-	var scan scanfleet.Scan
-	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans", map[string]any{"name": "raw", "type": "rawprobe", "workspaces": []string{"acme"}}, &scan))
-	var res struct{ Tasks []*scanfleet.Task }
-	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
-	task := r.wait(res.Tasks[0].ID, 5*time.Second, is(scanfleet.TaskRequested))
-	require.Equal(t, scanfleet.PoolBaremetal, task.Pool)
-	ext := worker.HTTPSource{Client: r.enrol(scanfleet.PoolExternal)}
-	as, _, err := ext.Next(ctx, 10, 300*time.Millisecond, scanfleet.Heartbeat{})
-	require.NoError(t, err)
-	require.Empty(t, as)
-	// Nor can it claim the task by id.
-	_, err = ext.Client.Claim(ctx, task.ID)
-	require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
-	// A baremetal worker with the capability gets it.
-	bm := worker.HTTPSource{Client: r.enrol(scanfleet.PoolBaremetal, scanfleet.RequireRawSockets)}
-	as, _, err = bm.Next(ctx, 10, time.Second, scanfleet.Heartbeat{})
-	require.NoError(t, err)
-	require.Len(t, as, 1)
+		var scan scanfleet.Scan
+		require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans", map[string]any{"name": "raw", "type": "rawprobe", "workspaces": []string{"acme"}}, &scan))
+		var res struct{ Tasks []*scanfleet.Task }
+		require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
+		task := r.wait(res.Tasks[0].ID, 5*time.Second, is(scanfleet.TaskRequested))
+		require.Equal(t, scanfleet.PoolBaremetal, task.Pool)
+		ext := r.enrol(scanfleet.PoolExternal)
+		require.Empty(t, r.take(ext, 10, 300*time.Millisecond))
+		// Nor can it claim the task by id.
+		_, err = ext.Claim(ctx, task.ID)
+		require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
+		// A baremetal worker with the capability gets it.
+		bm := r.enrol(scanfleet.PoolBaremetal, scanfleet.RequireRawSockets)
+		require.Equal(t, []string{task.ID}, r.take(bm, 10, 2*time.Second))
+	})
 }
 
 // TestWorkerCredentialIsLimited: a worker credential cannot use the rest of
 // the API, and cannot touch a task it does not hold.
 func TestWorkerCredentialIsLimited(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
+	r := newRig(t, 3*time.Second, "http")
 	c := r.enrol(scanfleet.PoolExternal)
 	req, _ := http.NewRequest("GET", r.srv.URL()+"/api/v1/workspaces", nil)
 	req.Header.Set("Authorization", "Bearer "+c.Credential)
@@ -325,10 +405,7 @@ func TestWorkerCredentialIsLimited(t *testing.T) {
 
 	task := r.run(map[string]any{}, "")
 	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
-	holder := worker.HTTPSource{Client: r.enrol(scanfleet.PoolExternal)}
-	as, _, err := holder.Next(context.Background(), 1, time.Second, scanfleet.Heartbeat{})
-	require.NoError(t, err)
-	require.Len(t, as, 1)
+	require.Len(t, r.take(r.enrol(scanfleet.PoolExternal), 1, time.Second), 1)
 	// Another worker can neither renew, log to, nor finish it.
 	_, err = c.Renew(context.Background(), task.ID)
 	require.Equal(t, scanfleet.ECONFLICT, scanfleet.ErrorCode(err))
@@ -344,7 +421,7 @@ func TestWorkerCredentialIsLimited(t *testing.T) {
 // the task ends.
 func TestFollowLogs(t *testing.T) {
 	t.Parallel()
-	r := newRig(t, 3*time.Second)
+	r := newRig(t, 3*time.Second, "http")
 	r.start(worker.Config{})
 	task := r.run(map[string]any{"sleep": "500ms", "records": 3}, "")
 	req, _ := http.NewRequest("GET", r.srv.URL()+"/api/v1/tasks/"+task.ID+"/logs?follow=1", nil)
