@@ -3,13 +3,17 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/worker"
 )
 
@@ -20,7 +24,13 @@ import (
 //
 //	go test -run '^$' -bench Dispatch -benchtime 2000x ./worker/
 func BenchmarkDispatch(b *testing.B) {
-	r := newRig(b, scanfleet.DefaultLease, "http")
+	for _, tr := range transports {
+		b.Run(tr, func(b *testing.B) { benchDispatch(b, tr) })
+	}
+}
+
+func benchDispatch(b *testing.B, transport string) {
+	r := newRig(b, scanfleet.DefaultLease, transport)
 	for range 2 {
 		r.start(worker.Config{Concurrency: 64})
 	}
@@ -66,4 +76,48 @@ func BenchmarkDispatch(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "tasks/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
+}
+
+// BenchmarkRawJetStream is the peer of BenchmarkDispatch: b.N messages of a
+// dispatch's size published to a work-queue stream on the same embedded
+// NATS server and pulled and acked, with nothing stored anywhere else. Run
+// both in one command and compare tasks/s with msgs/s:
+//
+//	go test -run '^$' -bench 'Dispatch|RawJetStream' -benchtime 3000x ./worker/
+func BenchmarkRawJetStream(b *testing.B) {
+	ctx := context.Background()
+	ns, err := natsbus.StartServer(ctx, natsbus.ServerConfig{Addr: "127.0.0.1:-1", Logger: slog.New(slog.DiscardHandler),
+		Authenticate: func(string, string) (string, string, bool) { return "", "", false }})
+	require.NoError(b, err)
+	defer ns.Shutdown()
+	nc, err := ns.InternalConn()
+	require.NoError(b, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(b, err)
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"raw.>"}, Retention: jetstream.WorkQueuePolicy})
+	require.NoError(b, err)
+	cons, err := js.CreateOrUpdateConsumer(ctx, "RAW", jetstream.ConsumerConfig{Durable: "raw", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(b, err)
+	payload := []byte(`{"task_id":"01a1fdb5-470f-7245-a004-790f81419c25","attempt":1}`)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		_, err := js.PublishAsync("raw.external._", payload)
+		require.NoError(b, err)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("publish acks did not arrive")
+	}
+	for got := 0; got < b.N; {
+		batch, err := cons.Fetch(min(256, b.N-got), jetstream.FetchMaxWait(time.Second))
+		require.NoError(b, err)
+		for m := range batch.Messages() {
+			require.NoError(b, m.Ack())
+			got++
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
