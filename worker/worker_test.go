@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -440,4 +441,44 @@ func TestFollowLogs(t *testing.T) {
 	require.GreaterOrEqual(t, len(events), 3)
 	require.Equal(t, "end", events[len(events)-1])
 	require.Equal(t, "log", events[0])
+}
+
+// TestMillionRecordsBoundedMemory runs a task that emits 1,000,000 records
+// through the HTTP API into SQLite, with server and worker in this process,
+// and checks that the heap stays bounded: records travel in chunks, never
+// all at once.
+func TestMillionRecordsBoundedMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000,000 records take a while; skipped with -short")
+	}
+	t.Parallel()
+	r := newRig(t, 10*time.Second, "http")
+	r.start(worker.Config{})
+	const n = 1_000_000
+	task := r.run(map[string]any{"records": n}, "")
+	var peak uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	done := r.wait(task.ID, 10*time.Minute, is(scanfleet.TaskFinished))
+	close(stop)
+	<-sampled
+	require.EqualValues(t, n, done.Records)
+	counts, err := r.store.CountRecords(context.Background(), "acme")
+	require.NoError(t, err)
+	require.EqualValues(t, n, counts[scanfleet.KindHost])
+	t.Logf("1,000,000 records in %s; peak heap in use %d MiB", done.FinishedAt.Sub(*done.StartedAt), peak>>20)
+	require.Less(t, peak, uint64(256<<20), "peak heap %d MiB", peak>>20)
 }
