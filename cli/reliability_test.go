@@ -180,3 +180,61 @@ func serverRestart(t *testing.T, storeArgs ...string) {
 		require.NotContains(t, open, id)
 	}
 }
+
+// natsServerBin finds the nats-server binary, or skips the test.
+func natsServerBin(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("nats-server"); err == nil {
+		return p
+	}
+	t.Skip("nats-server is not installed (apt-get install nats-server); the external NATS restart test needs it")
+	return ""
+}
+
+// startNATSServer runs our own external nats-server with JetStream on addr,
+// storing in dir.
+func startNATSServer(t *testing.T, bin, addr, dir string) *exec.Cmd {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	cmd := exec.Command(bin, "-a", host, "-p", port, "-js", "-sd", dir)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return cmd
+		}
+		require.True(t, time.Now().Before(deadline), "nats-server did not listen on %s", addr)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExternalNATSRestart restarts an external NATS server while a server
+// and a NATS worker are connected: both reconnect and work continues.
+func TestExternalNATSRestart(t *testing.T) {
+	t.Parallel()
+	bin := natsServerBin(t)
+	natsAddr, dir := freeAddr(t), t.TempDir()
+	nats := startNATSServer(t, bin, natsAddr, dir)
+	s := startServer(t, "--data-dir", t.TempDir(), "--local-workers=false", "--task-lease", "3s", "--nats-url", "nats://"+natsAddr)
+	s.cli(t, "", "workspace", "create", "lab", "--include", "10.0.0.0/24")
+	w := startWorker(t, s, "--transport", "nats")
+	first := runScan(t, s, "before", []string{"records=5"}, "lab")
+	s.waitTask(t, first[0], 30*time.Second, status("finished"))
+
+	require.NoError(t, nats.Process.Kill())
+	_ = nats.Wait()
+	time.Sleep(time.Second)
+	startNATSServer(t, bin, natsAddr, dir)
+
+	second := runScan(t, s, "after", []string{"records=5"}, "lab")
+	done := s.waitTask(t, second[0], 60*time.Second, status("finished"))
+	require.Equal(t, w.id, done["worker_id"], "worker stderr:\n%s\nserver stderr:\n%s", w.stderr, s.stderr)
+}
