@@ -27,6 +27,9 @@ type LeaseStore interface {
 	// a lease until now+lease. Anything else is ECONFLICT (the dispatch
 	// is stale) or ENOTFOUND.
 	ClaimTask(ctx context.Context, id, workerID string, lease time.Duration, now time.Time) (*Task, error)
+	// ClaimTasks claims, in one round trip, those of ids that are
+	// requested and match f; the rest are stale or not the worker's.
+	ClaimTasks(ctx context.Context, ids []string, f ClaimFilter, workerID string, lease time.Duration, now time.Time) ([]*Task, error)
 	// ClaimNext claims up to f.Max requested tasks that match f, oldest
 	// first (the HTTP long-poll transport's queue).
 	ClaimNext(ctx context.Context, f ClaimFilter, workerID string, lease time.Duration, now time.Time) ([]*Task, error)

@@ -138,6 +138,10 @@ func ParsePool(s string) (Pool, error) {
 type Heartbeat struct {
 	Running  int  `json:"running"`
 	Draining bool `json:"draining"`
+	// Session is random per worker process, so that a late request of a
+	// process that is shutting down cannot undo its drain, while a new
+	// process of the same worker starts afresh.
+	Session string `json:"session,omitempty"`
 }
 
 // WorkerStore stores workers and their join tokens.

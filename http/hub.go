@@ -24,12 +24,12 @@ type hub struct {
 	commands map[string][]Command        // worker id → pending commands
 	waiters  map[string]chan struct{}    // worker id → wake channel of its poll
 	pools    map[scanfleet.Pool][]string // pool → waiting worker ids
-	draining map[string]bool             // workers shutting down: lease them nothing
+	draining map[string]string           // worker id → session shutting down: lease it nothing
 }
 
 func newHub() *hub {
 	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{},
-		draining: map[string]bool{}}
+		draining: map[string]string{}}
 }
 
 // push queues a command for a worker and wakes its poll.
@@ -92,15 +92,17 @@ func (h *hub) NotifyPool(pool scanfleet.Pool) {
 	h.pools[pool] = nil
 }
 
-// setDraining records whether a worker is shutting down; a poll of a
-// draining worker that is still open (abandoned by the worker) leases
-// nothing, not even the tasks the worker is handing back.
-func (h *hub) setDraining(workerID string, draining bool) {
+// setDraining records whether a worker process (its session) is shutting
+// down. A poll of a draining process that is still open, or arrives late,
+// leases nothing, not even the tasks the process is handing back; a new
+// process of the same worker (another session) clears the drain.
+func (h *hub) setDraining(workerID string, hb scanfleet.Heartbeat) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if draining {
-		h.draining[workerID] = true
-	} else {
+	switch cur, ok := h.draining[workerID]; {
+	case hb.Draining:
+		h.draining[workerID] = hb.Session
+	case ok && cur != hb.Session:
 		delete(h.draining, workerID)
 	}
 }
@@ -108,5 +110,6 @@ func (h *hub) setDraining(workerID string, draining bool) {
 func (h *hub) isDraining(workerID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.draining[workerID]
+	_, ok := h.draining[workerID]
+	return ok
 }

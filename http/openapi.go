@@ -54,6 +54,7 @@ var operations = []operation{
 	{method: "POST", path: "/api/v1/workers/enrol", summary: "A worker enrols with a join token and receives its credential (once).", role: "", body: "Enrol", status: 201, response: "Enrolled"},
 	{method: "POST", path: "/api/v1/worker/heartbeat", summary: "Worker heartbeat; answers with commands. Worker credential.", role: "worker", body: "Heartbeat", status: 200, response: "Poll"},
 	{method: "POST", path: "/api/v1/worker/poll", summary: "HTTP transport long poll (≤ 30 s): leases tasks of the worker's pool and site, and returns commands. Worker credential.", role: "worker", body: "PollRequest", status: 200, response: "Poll"},
+	{method: "POST", path: "/api/v1/worker/claim", summary: "Start several dispatched tasks at once; answers with those claimed (the rest are stale or not this worker's). Worker credential.", role: "worker", body: "ClaimBatch", status: 200, response: "TaskRun"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/claim", summary: "Start a dispatched task and take its lease. Worker credential.", role: "worker", status: 200, response: "Task"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/renew", summary: "Renew a held task's lease and report progress; answers whether cancel was requested. Worker credential.", role: "worker", body: "Renew", status: 200, response: "RenewResult"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/logs", summary: "Append log lines of a held task. Worker credential.", role: "worker", body: "Logs", status: 204},

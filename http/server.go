@@ -238,6 +238,7 @@ func (s *Server) routes() chi.Router {
 			r.Use(s.workerAuth)
 			r.Post("/heartbeat", s.handleHeartbeat)
 			r.Post("/poll", s.handlePoll)
+			r.Post("/claim", s.handleClaimBatch)
 			r.Post("/tasks/{id}/claim", s.handleClaim)
 			r.Post("/tasks/{id}/renew", s.handleRenew)
 			r.Post("/tasks/{id}/logs", s.handleWorkerLogs)

@@ -223,7 +223,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk := workerFrom(r.Context())
-	s.hub.setDraining(wk.ID, hb.Draining)
+	s.hub.setDraining(wk.ID, hb)
 	if err := s.store.HeartbeatWorker(r.Context(), wk.ID, hb, s.cfg.Now()); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -266,7 +266,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	wait := min(time.Duration(req.Wait), MaxPollWait)
 	ctx := r.Context()
 	wk := workerFrom(ctx)
-	s.hub.setDraining(wk.ID, req.Draining)
+	s.hub.setDraining(wk.ID, req.Heartbeat)
 	if err := s.store.HeartbeatWorker(ctx, wk.ID, req.Heartbeat, s.cfg.Now()); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -352,6 +352,31 @@ func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, t)
+}
+
+type claimRequest struct {
+	IDs []string `json:"ids"`
+}
+
+// handleClaimBatch claims several dispatched tasks at once; the answer
+// lists those claimed, the others are stale or not this worker's.
+func (s *Server) handleClaimBatch(w http.ResponseWriter, r *http.Request) {
+	var req claimRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wk := workerFrom(r.Context())
+	f := scanfleet.ClaimFilter{Pool: wk.Pool, Site: wk.Site, Types: s.runnableTypes(wk)}
+	if s.hub.isDraining(wk.ID) {
+		f.Types = nil
+	}
+	tasks, err := s.store.ClaimTasks(r.Context(), req.IDs, f, wk.ID, s.cfg.Lease, s.cfg.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tasks": tasks})
 }
 
 type renewRequest struct {

@@ -410,3 +410,35 @@ func (db *DB) RouteTasks(ctx context.Context, max int, now time.Time) ([]*scanfl
 	slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
+
+// ClaimTasks starts those of the given tasks that are requested and match
+// f (pool, site, types) on workerID, in one statement, and returns them; the
+// others are stale or not this worker's to run.
+func (db *DB) ClaimTasks(ctx context.Context, ids []string, f scanfleet.ClaimFilter, workerID string, lease time.Duration, now time.Time) ([]*scanfleet.Task, error) {
+	if err := validateHolder(workerID, lease); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 || len(f.Types) == 0 {
+		return []*scanfleet.Task{}, nil
+	}
+	if len(ids) > maxClaim {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "ids: more than %d", maxClaim)
+	}
+	now = truncTime(now)
+	args := claimArgs(workerID, lease, now)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	args = append(args, string(f.Pool), f.Site)
+	for _, typ := range f.Types {
+		args = append(args, typ)
+	}
+	query := "UPDATE tasks SET " + claimSet + " WHERE id IN (" + placeholders(len(ids)) + ") AND status = 'requested' " +
+		"AND pool = ? AND site IN ('', ?) AND type IN (" + placeholders(len(f.Types)) + ") RETURNING " + taskColumns
+	out, err := scanTasks(db.query(ctx, db.write, query, args...))
+	if err != nil {
+		return nil, fmt.Errorf("claim tasks: %w", err)
+	}
+	slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}

@@ -81,3 +81,36 @@ var routeTests = map[string]func(*testing.T, scanfleet.Store){
 		}
 	},
 }
+
+var claimBatchTests = map[string]func(*testing.T, scanfleet.Store){
+	"OnlyMatchingAndRequested": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		createWorkspace(t, s, "a")
+		ok1 := requestedTask("a", scanfleet.PoolExternal, "", "noop")
+		ok2 := requestedTask("a", scanfleet.PoolExternal, "dc1", "noop")
+		otherSite := requestedTask("a", scanfleet.PoolExternal, "dc2", "noop")
+		otherPool := requestedTask("a", scanfleet.PoolBaremetal, "", "noop")
+		otherType := requestedTask("a", scanfleet.PoolExternal, "", "dns")
+		taken := requestedTask("a", scanfleet.PoolExternal, "", "noop")
+		createTasks(t, s, ok1, ok2, otherSite, otherPool, otherType, taken)
+		claim(t, s, taken, "w0", at(time.Minute))
+
+		f := scanfleet.ClaimFilter{Pool: scanfleet.PoolExternal, Site: "dc1", Types: []string{"noop"}}
+		ids := []string{ok1.ID, ok2.ID, otherSite.ID, otherPool.ID, otherType.ID, taken.ID, "no-such-task"}
+		got, err := s.ClaimTasks(ctx, ids, f, "w1", testLease, at(2*time.Minute))
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		for _, task := range got {
+			require.Contains(t, []string{ok1.ID, ok2.ID}, task.ID)
+			require.Equal(t, scanfleet.TaskStarted, task.Status)
+			require.Equal(t, "w1", task.WorkerID)
+			require.Equal(t, 1, task.Attempts)
+		}
+		// Claimed once only.
+		got, err = s.ClaimTasks(ctx, ids, f, "w2", testLease, at(3*time.Minute))
+		require.NoError(t, err)
+		require.Empty(t, got)
+		_, err = s.ClaimTasks(ctx, ids, f, "", testLease, at(3*time.Minute))
+		requireCode(t, err, scanfleet.EINVALID)
+	},
+}

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"Token", tokenTests},
 		{"Cloud", cloudTests},
 		{"Route", routeTests},
+		{"ClaimBatch", claimBatchTests},
 		{"Lease", leaseTests},
 		{"Worker", workerTests},
 		{"Store", storeTests},

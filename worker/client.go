@@ -75,7 +75,7 @@ type pollResponse struct {
 
 func (c *Client) poll(ctx context.Context, max int, wait time.Duration, hb scanfleet.Heartbeat) (*pollResponse, error) {
 	var resp pollResponse
-	req := map[string]any{"max": max, "wait": wait.String(), "running": hb.Running, "draining": hb.Draining}
+	req := map[string]any{"max": max, "wait": wait.String(), "running": hb.Running, "draining": hb.Draining, "session": hb.Session}
 	err := c.do(ctx, http.MethodPost, "/api/v1/worker/poll", "application/json", req, &resp)
 	return &resp, err
 }
@@ -90,6 +90,14 @@ func (c *Client) claim(ctx context.Context, id string) (*scanfleet.Task, error) 
 	var t scanfleet.Task
 	err := c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/claim", "application/json", struct{}{}, &t)
 	return &t, err
+}
+
+func (c *Client) claimBatch(ctx context.Context, ids []string) ([]*scanfleet.Task, error) {
+	var resp struct {
+		Tasks []*scanfleet.Task `json:"tasks"`
+	}
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/claim", "application/json", map[string]any{"ids": ids}, &resp)
+	return resp.Tasks, err
 }
 
 func (c *Client) renew(ctx context.Context, id string, p scanfleet.Progress) (bool, error) {

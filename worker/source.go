@@ -22,6 +22,8 @@ type Assignment struct {
 	// Release gives the dispatch back to the queue for another worker
 	// (after a hand-back); nil when not needed.
 	Release func() error
+
+	stale bool // the store refused to claim it
 }
 
 // Source delivers tasks and commands to a worker: the transport.

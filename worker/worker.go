@@ -91,6 +91,7 @@ type Worker struct {
 	log       *slog.Logger
 
 	mu      sync.Mutex
+	session string // random per process; see scanfleet.Heartbeat
 	running map[string]*taskRun
 	done    chan string   // task ids whose run ended
 	freed   chan struct{} // a run ended: a slot is free
@@ -108,6 +109,7 @@ func New(cfg Config) (*Worker, error) {
 	for _, e := range cfg.Executors {
 		w.executors[e.TaskType().Name] = e
 	}
+	w.session = scanfleet.NewID()
 	return w, nil
 }
 
@@ -172,7 +174,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 			}()
 		}
-		as, cmds, err := w.cfg.Source.Next(pollCtx, free, wait, scanfleet.Heartbeat{Running: n})
+		as, cmds, err := w.cfg.Source.Next(pollCtx, free, wait, scanfleet.Heartbeat{Running: n, Session: w.session})
 		interrupted := pollCtx.Err() != nil
 		stopPoll()
 		if err != nil {
@@ -192,6 +194,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		backoff = 0
 		w.handle(cmds)
+		w.claimAll(ctx, as)
 		for _, a := range as {
 			lastBusy = time.Now()
 			r := w.start(bg, a)
@@ -211,6 +214,36 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// claimAll claims dispatched tasks in one request. A dispatch the store
+// refuses is marked stale; if the request fails, each task is claimed on
+// its own when it starts.
+func (w *Worker) claimAll(ctx context.Context, as []Assignment) {
+	var ids []string
+	for _, a := range as {
+		if a.Task == nil {
+			ids = append(ids, a.TaskID)
+		}
+	}
+	if len(ids) < 2 {
+		return
+	}
+	tasks, err := w.cfg.Client.claimBatch(ctx, ids)
+	if err != nil {
+		w.log.Debug("claim batch; claiming one by one", slog.Any("err", err))
+		return
+	}
+	got := make(map[string]*scanfleet.Task, len(tasks))
+	for _, t := range tasks {
+		got[t.ID] = t
+	}
+	for i := range as {
+		if as[i].Task == nil {
+			as[i].Task = got[as[i].TaskID]
+			as[i].stale = as[i].Task == nil
+		}
+	}
+}
+
 // heartbeats reports the worker while it runs; the HTTP long poll does it
 // too, NATS workers rely on this.
 func (w *Worker) heartbeats(ctx context.Context, done chan struct{}) {
@@ -223,7 +256,7 @@ func (w *Worker) heartbeats(ctx context.Context, done chan struct{}) {
 			return
 		case <-t.C:
 		}
-		cmds, err := w.cfg.Client.heartbeat(ctx, scanfleet.Heartbeat{Running: w.Running()})
+		cmds, err := w.cfg.Client.heartbeat(ctx, scanfleet.Heartbeat{Running: w.Running(), Session: w.session})
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("heartbeat", slog.Any("err", err))
 		}
@@ -286,7 +319,7 @@ func (w *Worker) drain() {
 	// Tell the server first, so that nothing more is leased to this worker,
 	// not even the tasks it is about to hand back.
 	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if _, err := w.cfg.Client.heartbeat(hctx, scanfleet.Heartbeat{Running: n, Draining: true}); err != nil {
+	if _, err := w.cfg.Client.heartbeat(hctx, scanfleet.Heartbeat{Running: n, Draining: true, Session: w.session}); err != nil {
 		w.log.Warn("announce drain", slog.Any("err", err))
 	}
 	cancel()
@@ -334,6 +367,11 @@ func (w *Worker) execute(bg context.Context, r *taskRun) {
 	defer r.cancel(nil)
 	log := w.log.With(slog.String("task", r.id))
 	t := r.a.Task
+	if r.a.stale {
+		log.Debug("dispatch dropped: the store refused the claim")
+		w.ack(bg, r, log)
+		return
+	}
 	if t == nil {
 		var err error
 		t, err = w.cfg.Client.claim(r.ctx, r.id)

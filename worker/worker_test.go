@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -211,7 +212,14 @@ func (r *rig) start(cfg worker.Config) (stop func()) {
 	cfg.LogFlush = 20 * time.Millisecond
 	cfg.HeartbeatInterval = 200 * time.Millisecond
 	if !testing.Verbose() {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		// Keep the worker's log, and show it only when the test fails.
+		buf := &syncBuffer{}
+		cfg.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		r.t.Cleanup(func() {
+			if r.t.Failed() {
+				r.t.Logf("worker log:\n%s", buf.String())
+			}
+		})
 	}
 	wk, err := worker.New(cfg)
 	require.NoError(r.t, err)
@@ -481,4 +489,22 @@ func TestMillionRecordsBoundedMemory(t *testing.T) {
 	require.EqualValues(t, n, counts[scanfleet.KindHost])
 	t.Logf("1,000,000 records in %s; peak heap in use %d MiB", done.FinishedAt.Sub(*done.StartedAt), peak>>20)
 	require.Less(t, peak, uint64(256<<20), "peak heap %d MiB", peak>>20)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
