@@ -287,6 +287,12 @@ func TestFirstStartOnly(t *testing.T) {
 	require.True(t, sc.Scan())
 	require.Contains(t, sc.Text(), "listening on http://127.0.0.1:")
 	require.Contains(t, sc.Text(), dir, "SCANFLEET_DATA_DIR was not used")
+	// The in-process workers kept their identity: no second set of them.
+	_, after, _ := strings.Cut(sc.Text(), " listening on ")
+	again := &server{url: strings.Fields(after)[0], token: s.token}
+	var workers []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(again.cli(t, "", "workers", "-o", "json")), &workers))
+	require.Len(t, workers, 2, "workers: %v", workers)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	rest, _ := io.ReadAll(stdout)
 	require.NoError(t, cmd.Wait(), "stderr:\n%s", &stderr)

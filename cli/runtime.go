@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,7 +25,7 @@ type localWorkers struct {
 	closers []func()
 }
 
-func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, concurrency int, lease time.Duration, natsURL string, logger *slog.Logger) (*localWorkers, error) {
+func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, stateDir string, concurrency int, lease time.Duration, natsURL string, logger *slog.Logger) (*localWorkers, error) {
 	transport := "http"
 	if natsURL != "" {
 		transport = "nats"
@@ -38,18 +42,13 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 			logger.Warn("no local baremetal worker: this process cannot open raw sockets (run as root or with CAP_NET_RAW)")
 			continue
 		}
-		_, join, err := srv.NewJoinToken(ctx, "local-"+string(pool), string(pool), "", 0)
-		if err != nil {
-			lw.Stop()
-			return nil, err
-		}
-		resp, err := srv.Enrol(ctx, sfhttp.EnrolRequest{
-			JoinToken: join, Name: "local-" + string(pool), Pool: pool, Version: version(),
+		resp, err := localIdentity(ctx, srv, store, stateDir, sfhttp.EnrolRequest{
+			Name: "local-" + string(pool), Pool: pool, Version: version(),
 			Capabilities: caps, Executors: names, Transport: transport, Concurrency: concurrency,
 		})
 		if err != nil {
 			lw.Stop()
-			return nil, fmt.Errorf("enrol local %s worker: %w", pool, err)
+			return nil, fmt.Errorf("local %s worker: %w", pool, err)
 		}
 		client := worker.NewClient(srv.URL(), resp.Credential)
 		wlog := logger.With(slog.String("pool", string(pool)))
@@ -102,4 +101,41 @@ func contains[T comparable](list []T, v T) bool {
 		}
 	}
 	return false
+}
+
+// localIdentity returns the identity of an in-process worker: the one kept
+// in stateDir from an earlier start when the store still knows it with the
+// same pool, transport and executors, else a new enrolment, which it keeps.
+// So restarts do not leave a trail of offline workers.
+func localIdentity(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, stateDir string, req sfhttp.EnrolRequest) (*sfhttp.EnrolResponse, error) {
+	path := filepath.Join(stateDir, "local-workers", string(req.Pool)+".json")
+	if b, err := os.ReadFile(path); err == nil {
+		var kept sfhttp.EnrolResponse
+		if json.Unmarshal(b, &kept) == nil && kept.Credential != "" {
+			w, err := store.FindWorkerByHash(ctx, scanfleet.HashToken(kept.Credential))
+			if err == nil && w.ID == kept.WorkerID && w.Pool == req.Pool && w.Transport == req.Transport && slices.Equal(w.Executors, req.Executors) {
+				if err := srv.PrepareQueue(ctx, w); err != nil {
+					return nil, err
+				}
+				return &kept, nil
+			}
+		}
+	}
+	_, join, err := srv.NewJoinToken(ctx, req.Name, string(req.Pool), "", 0)
+	if err != nil {
+		return nil, err
+	}
+	req.JoinToken = join
+	resp, err := srv.Enrol(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	b, _ := json.Marshal(resp)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("keep the local worker's credential: %w", err)
+	}
+	return resp, nil
 }

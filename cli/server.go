@@ -165,7 +165,7 @@ admin API token and prints it once.`,
 			if queue != nil {
 				qurl = queue.url
 			}
-			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, localConcurrency, lease, qurl, logger); err != nil {
+			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, sf.dataDir, localConcurrency, lease, qurl, logger); err != nil {
 				_ = srv.Stop(context.Background())
 				return err
 			}

@@ -121,6 +121,15 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 	return resp, nil
 }
 
+// PrepareQueue readies the queue of a known worker that starts again
+// (its NATS consumers), as enrolment does for a new one.
+func (s *Server) PrepareQueue(ctx context.Context, w *scanfleet.Worker) error {
+	if s.cfg.OnEnrol == nil {
+		return nil
+	}
+	return s.cfg.OnEnrol(ctx, w)
+}
+
 func contains[T comparable](list []T, v T) bool {
 	for _, x := range list {
 		if x == v {
