@@ -59,6 +59,7 @@ var operations = []operation{
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/renew", summary: "Renew a held task's lease and report progress; answers whether cancel was requested. Worker credential.", role: "worker", body: "Renew", status: 200, response: "RenewResult"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/logs", summary: "Append log lines of a held task. Worker credential.", role: "worker", body: "Logs", status: 204},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/records", summary: "Ingest a chunk of a held task's records (JSON Lines). Worker credential.", role: "worker", body: "jsonl", status: 200, response: "IngestResult"},
+	{method: "GET", path: "/api/v1/worker/tasks/{id}/cloud", summary: "The cloud environment of a held task's workspace, for internal and baremetal workers (task data). Worker credential.", role: "worker", status: 200, response: "CloudEnvDoc"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/finish", summary: "Report a held task's outcome, or hand it back (status requested). Worker credential.", role: "worker", body: "Finish", status: 200, response: "Task"},
 
 	{method: "GET", path: "/api/v1/tokens", summary: "List API tokens (never their secrets).", role: "admin", status: 200, response: "TokenList"},

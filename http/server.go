@@ -244,6 +244,7 @@ func (s *Server) routes() chi.Router {
 			r.Post("/tasks/{id}/logs", s.handleWorkerLogs)
 			r.Post("/tasks/{id}/records", s.handleWorkerRecords)
 			r.Post("/tasks/{id}/finish", s.handleFinish)
+			r.Get("/tasks/{id}/cloud", s.handleWorkerCloud)
 		})
 
 		admin.Get("/tokens", s.handleListTokens)

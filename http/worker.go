@@ -419,6 +419,30 @@ func (s *Server) holds(ctx context.Context, wk *scanfleet.Worker, id string) (*s
 	return t, nil
 }
 
+// handleWorkerCloud gives a worker of the internal or baremetal pool the
+// cloud environment of the workspace of a task it holds (task data access).
+func (s *Server) handleWorkerCloud(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	wk := workerFrom(ctx)
+	if wk.Pool == scanfleet.PoolExternal {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EFORBIDDEN, "workers of the external pool have no task data access"))
+		return
+	}
+	t, err := s.holds(ctx, wk, pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ce, err := s.store.GetCloud(ctx, t.Workspace)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Last-Modified", ce.UpdatedAt.UTC().Format(http.TimeFormat))
+	_, _ = w.Write(ce.Data)
+}
+
 type logsRequest struct {
 	Lines []string `json:"lines"`
 }

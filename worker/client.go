@@ -191,3 +191,31 @@ func (c *Client) Renew(ctx context.Context, id string) (bool, error) {
 func (c *Client) Finish(ctx context.Context, id string, st scanfleet.TaskStatus) error {
 	return c.finish(ctx, id, outcome{Status: st})
 }
+
+// cloud fetches the cloud environment of a held task's workspace.
+func (c *Client) cloud(ctx context.Context, taskID string) ([]byte, error) {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/api/v1/worker/tasks/"+taskID+"/cloud", "application/json", nil, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// taskData reads task data through the worker API, for a worker that has
+// no store of its own: only what its held task may see.
+type taskData struct {
+	c    *Client
+	task *scanfleet.Task
+}
+
+// GetCloud implements scanfleet.TaskData.
+func (d taskData) GetCloud(ctx context.Context, workspace string) (*scanfleet.CloudEnv, error) {
+	if workspace != d.task.Workspace {
+		return nil, scanfleet.Errorf(scanfleet.EFORBIDDEN, "task %s may read workspace %q only", d.task.ID, d.task.Workspace)
+	}
+	data, err := d.c.cloud(ctx, d.task.ID)
+	if err != nil {
+		return nil, err
+	}
+	return &scanfleet.CloudEnv{Workspace: workspace, Data: data}, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -139,8 +140,17 @@ func (e *execEnv) Progress(done, total int64) {
 	e.mu.Unlock()
 }
 
-// Data implements scanfleet.ExecEnv.
-func (e *execEnv) Data() scanfleet.TaskData { return e.w.cfg.Data }
+// Data implements scanfleet.ExecEnv: the worker's own store access when it
+// has one, else the worker API for types that require task data.
+func (e *execEnv) Data() scanfleet.TaskData {
+	if e.w.cfg.Data != nil {
+		return e.w.cfg.Data
+	}
+	if ex, ok := e.w.executors[e.t.Type]; ok && slices.Contains(ex.TaskType().Requirements, scanfleet.RequireTaskData) {
+		return taskData{c: e.w.cfg.Client, task: e.t}
+	}
+	return nil
+}
 
 func (e *execEnv) progress() scanfleet.Progress {
 	e.mu.Lock()

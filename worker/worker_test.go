@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/attacksurface"
 	sfhttp "github.com/scanfleet/scanfleet/http"
 	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/router"
@@ -70,7 +71,7 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
-	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask())
+	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask(), attacksurface.TaskType())
 	require.NoError(t, err)
 	r := &rig{t: t, store: store, lease: lease, transport: transport}
 	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }}
@@ -190,10 +191,8 @@ func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) ident {
 	if caps == nil {
 		caps = []scanfleet.Requirement{}
 	}
-	execs := []string{"noop"}
-	if pool == scanfleet.PoolBaremetal {
-		execs = []string{"rawprobe"}
-	}
+	execs := map[scanfleet.Pool][]string{scanfleet.PoolExternal: {"noop"}, scanfleet.PoolBaremetal: {"rawprobe"},
+		scanfleet.PoolInternal: {"attack-surface"}}[pool]
 	resp, err := r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: pool, Capabilities: caps,
 		Executors: execs, Transport: r.transport, Concurrency: 4})
 	require.NoError(r.t, err)
@@ -507,4 +506,54 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestRemoteInternalWorkerReadsTaskData runs the attack-surface task on an
+// internal worker without a store of its own: it reads the workspace's
+// cloud environment through the worker API, and only while it holds the
+// task.
+func TestRemoteInternalWorkerReadsTaskData(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second, "http")
+	env := `{"vms":[{"vm_id":"edge-1","tags":["internet"]},{"vm_id":"app-1","tags":["app"]}],"fw_rules":[{"source_tag":"internet","dest_tag":"app"}]}`
+	req, _ := http.NewRequest("PUT", r.srv.URL()+"/api/v1/workspaces/acme/cloud", strings.NewReader(env))
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	w := r.enrol(scanfleet.PoolInternal)
+	wk, err := worker.New(worker.Config{Client: w.Client, WorkerID: w.id, Source: r.source(w),
+		Executors: []scanfleet.Executor{attacksurface.Executor{}}, Lease: r.lease, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- wk.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	var scan scanfleet.Scan
+	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans", map[string]any{"name": "as", "type": "attack-surface", "workspaces": []string{"acme"}}, &scan))
+	var res struct{ Tasks []*scanfleet.Task }
+	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
+	task := r.wait(res.Tasks[0].ID, 20*time.Second, is(scanfleet.TaskFinished))
+	require.EqualValues(t, 1, task.Records)
+	recs, _, err := r.store.ListRecords(context.Background(), scanfleet.RecordFilter{Workspace: "acme", Kind: scanfleet.KindFinding})
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	require.Equal(t, "app-1", recs[0].Data["vm_id"])
+
+	// Without holding a task, or from the external pool, there is no access.
+	req, _ = http.NewRequest("GET", r.srv.URL()+"/api/v1/worker/tasks/"+task.ID+"/cloud", nil)
+	req.Header.Set("Authorization", "Bearer "+w.Credential)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusConflict, resp.StatusCode)
+	ext := r.enrol(scanfleet.PoolExternal)
+	req.Header.Set("Authorization", "Bearer "+ext.Credential)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 }
