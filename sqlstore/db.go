@@ -56,6 +56,7 @@ type DB struct {
 	read    *sql.DB
 	dialect Dialect
 	now     func() time.Time
+	stmts   stmtCache
 }
 
 // New returns a DB over the given pools. It does not migrate: call Migrate
@@ -91,6 +92,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the pools.
 func (db *DB) Close() error {
+	db.stmts.close()
 	err := db.write.Close()
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
@@ -106,14 +108,23 @@ type querier interface {
 }
 
 func (db *DB) exec(ctx context.Context, q querier, query string, args ...any) (sql.Result, error) {
+	if st := db.stmts.get(ctx, q, db.dialect.Rebind(query), db.write); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return q.ExecContext(ctx, db.dialect.Rebind(query), args...)
 }
 
 func (db *DB) query(ctx context.Context, q querier, query string, args ...any) (*sql.Rows, error) {
+	if st := db.stmts.get(ctx, q, db.dialect.Rebind(query), db.write); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return q.QueryContext(ctx, db.dialect.Rebind(query), args...)
 }
 
 func (db *DB) queryRow(ctx context.Context, q querier, query string, args ...any) *sql.Row {
+	if st := db.stmts.get(ctx, q, db.dialect.Rebind(query), db.write); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return q.QueryRowContext(ctx, db.dialect.Rebind(query), args...)
 }
 

@@ -1,0 +1,90 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+)
+
+// maxCachedStmts bounds the prepared statements kept per pool: queries
+// with IN lists of many lengths must not grow the cache without end.
+const maxCachedStmts = 256
+
+// stmtCache keeps prepared statements of the hot queries. Parsing SQL is a
+// large part of a short statement's cost (with the pure-Go SQLite driver
+// especially); a prepared statement is parsed once per connection.
+type stmtCache struct {
+	mu    sync.Mutex
+	stmts map[*sql.DB]map[string]*sql.Stmt
+}
+
+// get returns a prepared statement of query for q (a pool, or a
+// transaction on txPool, which gets the pool's statement bound to it), or
+// nil when the query is not cached and cannot be: the caller then runs it
+// directly.
+func (c *stmtCache) get(ctx context.Context, q querier, query string, txPool *sql.DB) *sql.Stmt {
+	var (
+		pool *sql.DB
+		tx   *sql.Tx
+	)
+	switch x := q.(type) {
+	case *sql.DB:
+		pool = x
+	case *sql.Tx:
+		pool, tx = txPool, x
+	default:
+		return nil
+	}
+	c.mu.Lock()
+	if c.stmts == nil {
+		c.stmts = map[*sql.DB]map[string]*sql.Stmt{}
+	}
+	m := c.stmts[pool]
+	if m == nil {
+		m = map[string]*sql.Stmt{}
+		c.stmts[pool] = m
+	}
+	st, ok := m[query]
+	full := len(m) >= maxCachedStmts
+	c.mu.Unlock()
+	// Inside a transaction a new statement is not prepared: that needs a
+	// connection of the pool, and the pool's only writer may be the one the
+	// transaction holds. It is prepared the next time it runs outside one.
+	// Nor is the lock held while preparing, for the same reason.
+	if !ok && tx == nil && !full {
+		prepared, err := pool.PrepareContext(ctx, query)
+		if err != nil {
+			return nil
+		}
+		c.mu.Lock()
+		if st, ok = m[query]; ok {
+			_ = prepared.Close() // another goroutine was first
+		} else if c.stmts != nil {
+			m[query], st = prepared, prepared
+		} else {
+			c.mu.Unlock()
+			_ = prepared.Close() // closed meanwhile
+			return nil
+		}
+		c.mu.Unlock()
+	}
+	if st == nil {
+		return nil
+	}
+	if tx != nil {
+		return tx.StmtContext(ctx, st)
+	}
+	return st
+}
+
+// close closes every cached statement.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.stmts {
+		for _, st := range m {
+			_ = st.Close()
+		}
+	}
+	c.stmts = nil
+}
