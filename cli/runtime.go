@@ -13,6 +13,7 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/worker"
 )
 
@@ -55,7 +56,7 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 		var src worker.Source = worker.HTTPSource{Client: client}
 		if transport == "nats" {
 			var closeSrc func()
-			if src, closeSrc, err = worker.DialNATS(ctx, natsURL, resp.WorkerID, resp.Credential, pool, "", wlog); err != nil {
+			if src, closeSrc, err = worker.DialNATS(ctx, natsURL, resp.Credential, natsbus.ConsumerConfig{WorkerID: resp.WorkerID, Pool: string(pool)}, wlog); err != nil {
 				lw.Stop()
 				return nil, fmt.Errorf("local %s worker: %w", pool, err)
 			}

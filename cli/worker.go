@@ -17,6 +17,7 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/attacksurface"
+	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/scanner/noop"
 	"github.com/scanfleet/scanfleet/worker"
 )
@@ -229,7 +230,7 @@ func newSource(ctx context.Context, st *workerState, client *worker.Client, logg
 		if st.NATSURL == "" {
 			return nil, nil, fmt.Errorf("the server gave no NATS URL at enrolment (it runs without NATS): use --transport http")
 		}
-		return worker.DialNATS(ctx, st.NATSURL, st.WorkerID, st.Credential, scanfleet.Pool(st.Pool), st.Site, logger)
+		return worker.DialNATS(ctx, st.NATSURL, st.Credential, natsbus.ConsumerConfig{WorkerID: st.WorkerID, Pool: st.Pool, Site: st.Site}, logger)
 	}
 	return nil, nil, fmt.Errorf("transport %q is not nats or http", st.Transport)
 }

@@ -109,14 +109,17 @@ func (s *NATSSource) drain(cmds []Command) []Command {
 	}
 }
 
-// DialNATS connects to NATS as the worker (its id and credential) and
-// returns its source, and a function that closes the connection.
-func DialNATS(ctx context.Context, url, workerID, credential string, pool scanfleet.Pool, site string, logger *slog.Logger) (*NATSSource, func(), error) {
-	nc, err := natsbus.Connect(url, workerID, credential, logger)
+// DialNATS connects to NATS as the worker (cc.WorkerID, with its
+// credential) and returns its source, and a function that closes the
+// connection. cc names the worker's pool and site, and the stream and
+// subject prefix when they are not the defaults.
+func DialNATS(ctx context.Context, url, credential string, cc natsbus.ConsumerConfig, logger *slog.Logger) (*NATSSource, func(), error) {
+	nc, err := natsbus.Connect(url, cc.WorkerID, credential, logger)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
-	c, err := natsbus.NewConsumer(ctx, nc, natsbus.ConsumerConfig{Pool: string(pool), Site: site, WorkerID: workerID, Logger: logger})
+	cc.Logger = logger
+	c, err := natsbus.NewConsumer(ctx, nc, cc)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -44,6 +47,8 @@ type rig struct {
 	t         testing.TB
 	transport string
 	natsURL   string
+	stream    string // the dispatch stream and subject prefix: per test on
+	prefix    string // an external NATS server shared by tests
 	store     scanfleet.Store
 	srv       *sfhttp.Server
 	router    *router.Router
@@ -51,9 +56,16 @@ type rig struct {
 	lease     time.Duration
 }
 
-// transports are the two ways tasks reach workers; the conformance tests
-// run against both.
-var transports = []string{"http", "nats"}
+// transports are the ways tasks reach workers; the conformance tests run
+// against each: the HTTP long poll, the embedded NATS server, and the
+// external NATS server of TEST_NATS_URL when it is set.
+var transports = func() []string {
+	t := []string{"http", "nats"}
+	if os.Getenv("TEST_NATS_URL") != "" {
+		t = append(t, "nats-external")
+	}
+	return t
+}()
 
 // eachTransport runs test once per transport.
 func eachTransport(t *testing.T, test func(t *testing.T, transport string)) {
@@ -76,20 +88,37 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	r := &rig{t: t, store: store, lease: lease, transport: transport}
 	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }}
 	rcfg := router.Config{Interval: 50 * time.Millisecond}
-	if transport == "nats" {
+	var nc *nats.Conn
+	switch transport {
+	case "nats":
 		ns, err := natsbus.StartServer(ctx, natsbus.ServerConfig{Addr: "127.0.0.1:-1", Authenticate: natsbus.Authenticator(store),
 			Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
 		t.Cleanup(ns.Shutdown)
-		nc, err := ns.InternalConn()
+		nc, err = ns.InternalConn()
 		require.NoError(t, err)
+		r.natsURL = ns.ClientURL()
+	case "nats-external":
+		r.natsURL = os.Getenv("TEST_NATS_URL")
+		nc, err = natsbus.Connect(r.natsURL, "", "", slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		// A stream and subjects of this test's own on the shared server.
+		suffix := strings.ReplaceAll(scanfleet.NewID()[24:], "-", "")
+		r.stream, r.prefix = "T_"+suffix, "t"+suffix
+		t.Cleanup(func() {
+			if js, err := jetstream.New(nc); err == nil {
+				_ = js.DeleteStream(context.Background(), r.stream)
+			}
+		})
+	}
+	if nc != nil {
 		t.Cleanup(nc.Close)
-		bus, err := natsbus.NewBus(ctx, nc, natsbus.BusConfig{AckWait: lease, MemoryStorage: true, Logger: slog.New(slog.DiscardHandler)})
+		bus, err := natsbus.NewBus(ctx, nc, natsbus.BusConfig{AckWait: lease, MemoryStorage: true, Stream: r.stream,
+			SubjectPrefix: r.prefix, Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
 		q := natsbus.Queue{Bus: bus}
-		hcfg.Commands, hcfg.OnEnrol, hcfg.WorkerNATSURL = q, q.OnEnrol, ns.ClientURL()
+		hcfg.Commands, hcfg.OnEnrol, hcfg.WorkerNATSURL = q, q.OnEnrol, r.natsURL
 		rcfg.Dispatcher = q
-		r.natsURL = ns.ClientURL()
 	}
 	r.srv, err = sfhttp.NewServer(store, reg, hcfg)
 	require.NoError(t, err)
@@ -151,6 +180,14 @@ type ident struct {
 	pool scanfleet.Pool
 }
 
+// enrolTransport is the transport a worker of the rig enrols with.
+func (r *rig) enrolTransport() string {
+	if r.transport == "http" {
+		return "http"
+	}
+	return "nats"
+}
+
 // source connects the worker to the rig's transport.
 func (r *rig) source(w ident) worker.Source {
 	r.t.Helper()
@@ -158,7 +195,8 @@ func (r *rig) source(w ident) worker.Source {
 		return worker.HTTPSource{Client: w.Client}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	src, closeSrc, err := worker.DialNATS(ctx, r.natsURL, w.id, w.Credential, w.pool, "", slog.New(slog.DiscardHandler))
+	src, closeSrc, err := worker.DialNATS(ctx, r.natsURL, w.Credential, natsbus.ConsumerConfig{
+		WorkerID: w.id, Pool: string(w.pool), Stream: r.stream, SubjectPrefix: r.prefix}, slog.New(slog.DiscardHandler))
 	require.NoError(r.t, err)
 	r.t.Cleanup(func() { cancel(); closeSrc() })
 	return src
@@ -194,7 +232,7 @@ func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) ident {
 	execs := map[scanfleet.Pool][]string{scanfleet.PoolExternal: {"noop"}, scanfleet.PoolBaremetal: {"rawprobe"},
 		scanfleet.PoolInternal: {"attack-surface"}}[pool]
 	resp, err := r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: pool, Capabilities: caps,
-		Executors: execs, Transport: r.transport, Concurrency: 4})
+		Executors: execs, Transport: r.enrolTransport(), Concurrency: 4})
 	require.NoError(r.t, err)
 	return ident{Client: worker.NewClient(r.srv.URL(), resp.Credential), id: resp.WorkerID, pool: pool}
 }
@@ -253,6 +291,24 @@ func (r *rig) wait(id string, timeout time.Duration, cond func(*scanfleet.Task) 
 	}
 }
 
+// running waits until the worker runs the task (its executor logged), not
+// only until the store says it is leased: a poll answer still on its way
+// belongs to nobody yet; if the worker stops then, the task comes back when
+// its lease lapses (at-least-once), which is not what these tests are about.
+func (r *rig) running(id string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		logs, err := r.store.ListTaskLogs(context.Background(), id, 0, 10)
+		require.NoError(r.t, err)
+		if len(logs) > 0 {
+			return
+		}
+		require.True(r.t, time.Now().Before(deadline), "the worker did not start task %s", id)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func is(st scanfleet.TaskStatus) func(*scanfleet.Task) bool {
 	return func(t *scanfleet.Task) bool { return t.Status == st }
 }
@@ -284,6 +340,7 @@ func TestCancelStopsARunningTask(t *testing.T) {
 		r.start(worker.Config{})
 		task := r.run(map[string]any{"sleep": "1m"}, "")
 		r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
+		r.running(task.ID)
 		start := time.Now()
 		require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
 		done := r.wait(task.ID, 5*time.Second, is(scanfleet.TaskCancelled))
@@ -343,6 +400,7 @@ func TestDrainHandsBack(t *testing.T) {
 		task := r.run(map[string]any{"sleep": "1500ms"}, "")
 		started := r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
 		first := started.WorkerID
+		r.running(task.ID)
 		stopped := time.Now()
 		stop()
 		require.Less(t, time.Since(stopped), 2*time.Second)
@@ -378,7 +436,7 @@ func TestCapabilities(t *testing.T) {
 		ctx := context.Background()
 		_, join, err := r.srv.NewJoinToken(ctx, "t", "", "", 0)
 		require.NoError(t, err)
-		_, err = r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: scanfleet.PoolBaremetal, Transport: tr, Concurrency: 1})
+		_, err = r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: scanfleet.PoolBaremetal, Transport: r.enrolTransport(), Concurrency: 1})
 		require.Equal(t, scanfleet.EFORBIDDEN, scanfleet.ErrorCode(err))
 
 		var scan scanfleet.Scan
