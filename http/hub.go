@@ -113,3 +113,13 @@ func (h *hub) isDraining(workerID string) bool {
 	_, ok := h.draining[workerID]
 	return ok
 }
+
+// wake ends the wait of a worker's open poll.
+func (h *hub) wake(workerID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch, ok := h.waiters[workerID]; ok {
+		close(ch)
+		delete(h.waiters, workerID)
+	}
+}

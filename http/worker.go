@@ -233,6 +233,9 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	wk := workerFrom(r.Context())
 	s.hub.setDraining(wk.ID, hb)
+	if hb.Draining {
+		s.hub.wake(wk.ID) // its open poll ends now, leasing nothing
+	}
 	if err := s.store.HeartbeatWorker(r.Context(), wk.ID, hb, s.cfg.Now()); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -305,7 +308,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		cmds := s.hub.take(wk.ID)
-		if len(tasks) > 0 || len(cmds) > 0 {
+		if len(tasks) > 0 || len(cmds) > 0 || s.hub.isDraining(wk.ID) {
 			done()
 			if tasks == nil {
 				tasks = []*scanfleet.Task{}

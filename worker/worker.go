@@ -90,11 +90,12 @@ type Worker struct {
 	executors map[string]scanfleet.Executor
 	log       *slog.Logger
 
-	mu      sync.Mutex
-	session string // random per process; see scanfleet.Heartbeat
-	running map[string]*taskRun
-	done    chan string   // task ids whose run ended
-	freed   chan struct{} // a run ended: a slot is free
+	mu        sync.Mutex
+	session   string // random per process; see scanfleet.Heartbeat
+	drainOnce sync.Once
+	running   map[string]*taskRun
+	done      chan string   // task ids whose run ended
+	freed     chan struct{} // a run ended: a slot is free
 }
 
 // New returns a worker.
@@ -161,26 +162,47 @@ func (w *Worker) Run(ctx context.Context) error {
 		if w.cfg.IdleTimeout > 0 && n == 0 {
 			wait = min(wait, max(w.cfg.IdleTimeout-time.Since(lastBusy), 10*time.Millisecond))
 		}
-		pollCtx, stopPoll := ctx, context.CancelFunc(func() {})
-		if free == 0 {
-			// Full: this poll only waits for commands, and ends as soon as
-			// a slot frees up, so the worker takes new tasks at once.
-			pollCtx, stopPoll = context.WithCancel(ctx)
-			go func() {
+		// The poll is not cut when shutdown begins: the server may have
+		// leased tasks in an answer on its way. Shutdown announces the drain
+		// (which ends the poll on the server) and cuts the poll only after
+		// a grace period; what the answer holds is then handed back.
+		pollCtx, stopPoll := context.WithCancel(bg)
+		go func() {
+			for {
 				select {
 				case <-w.freed:
-					stopPoll()
+					if free == 0 {
+						// Full: this poll only waits for commands, and ends
+						// as soon as a slot frees up, so the worker takes
+						// new tasks at once.
+						stopPoll()
+						return
+					}
+				case <-ctx.Done():
+					w.announceDrain()
+					if w.cfg.Source.Name() != "http" {
+						stopPoll() // a cut NATS fetch hands its dispatches back itself
+						return
+					}
+					select {
+					case <-time.After(pollGrace):
+						stopPoll()
+					case <-pollCtx.Done():
+					}
+					return
 				case <-pollCtx.Done():
+					return
 				}
-			}()
-		}
+			}
+		}()
 		as, cmds, err := w.cfg.Source.Next(pollCtx, free, wait, scanfleet.Heartbeat{Running: n, Session: w.session})
 		interrupted := pollCtx.Err() != nil
 		stopPoll()
+		if ctx.Err() != nil {
+			w.handBack(bg, as)
+			break
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				break
-			}
 			if interrupted {
 				continue
 			}
@@ -316,13 +338,7 @@ func (w *Worker) drain() {
 		return
 	}
 	w.log.Info("draining", slog.Int("running", n), slog.Duration("timeout", w.cfg.DrainTimeout))
-	// Tell the server first, so that nothing more is leased to this worker,
-	// not even the tasks it is about to hand back.
-	hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if _, err := w.cfg.Client.heartbeat(hctx, scanfleet.Heartbeat{Running: n, Draining: true, Session: w.session}); err != nil {
-		w.log.Warn("announce drain", slog.Any("err", err))
-	}
-	cancel()
+	w.announceDrain()
 	deadline := time.After(w.cfg.DrainTimeout)
 	for {
 		w.reap()
@@ -341,6 +357,39 @@ func (w *Worker) drain() {
 			}
 			w.mu.Unlock()
 			deadline = nil
+		}
+	}
+}
+
+// pollGrace is how long a poll open when shutdown begins may still bring
+// its answer.
+const pollGrace = 2 * time.Second
+
+// announceDrain tells the server, once, that this worker process is
+// shutting down, so that nothing more is leased to it, not even the tasks
+// it is about to hand back, and its open poll ends.
+func (w *Worker) announceDrain() {
+	w.drainOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := w.cfg.Client.heartbeat(ctx, scanfleet.Heartbeat{Running: w.Running(), Draining: true, Session: w.session}); err != nil {
+			w.log.Warn("announce drain", slog.Any("err", err))
+		}
+	})
+}
+
+// handBack gives back tasks that arrived after shutdown began.
+func (w *Worker) handBack(ctx context.Context, as []Assignment) {
+	for _, a := range as {
+		switch {
+		case a.Task != nil:
+			if err := w.report(ctx, a.TaskID, outcome{Status: scanfleet.TaskRequested, Error: "handed back: worker shut down"}); err != nil {
+				w.log.Warn("hand back", slog.String("task", a.TaskID), slog.Any("err", err))
+			}
+		case a.Release != nil:
+			if err := a.Release(); err != nil {
+				w.log.Warn("release dispatch", slog.String("task", a.TaskID), slog.Any("err", err))
+			}
 		}
 	}
 }
