@@ -229,6 +229,38 @@ type rowScanner interface {
 	Scan(dest ...any) error
 }
 
+// scanAll reads every row of a query's result with scan and closes the
+// rows; it takes the query's result as is, so that callers need not check
+// its error first. It never returns a nil slice without an error.
+func scanAll[T any](rows *sql.Rows, err error, scan func(rowScanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// pageOf cuts one page of limit items off items read with LIMIT limit+1,
+// and returns it with the cursor of the next page ("" after the last).
+func pageOf[T any](items []T, limit int, cursor func(T) string) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, cursor(items[len(items)-1])
+}
+
 // wrap adds op to an internal error. Application errors pass unchanged:
 // their message is already written for the user.
 func wrap(op string, err error) error {

@@ -42,25 +42,9 @@ func validateHolder(workerID string, lease time.Duration) error {
 	return nil
 }
 
-// scanTasks reads every task of rows and closes them; it takes the
-// query's result as is, so that callers need not check its error first.
+// scanTasks reads every task of a query's result.
 func scanTasks(rows *sql.Rows, err error) ([]*scanfleet.Task, error) {
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []*scanfleet.Task{}
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return scanAll(rows, err, scanTask)
 }
 
 // taskHolder returns the task's status and worker, or ENOTFOUND. It reads

@@ -264,26 +264,11 @@ func (db *DB) ListRecords(ctx context.Context, f scanfleet.RecordFilter) ([]*sca
 	args = append(args, page.Limit+1)
 	rows, err := db.query(ctx, db.read, "SELECT "+recordColumns+" FROM records r JOIN workspaces w ON w.id = r.workspace_id"+
 		whereClause(where)+" ORDER BY r.id LIMIT ?", args...)
+	all, err := scanAll(rows, err, scanRecord)
 	if err != nil {
 		return nil, "", fmt.Errorf("list records: %w", err)
 	}
-	defer rows.Close()
-	var out []*scanfleet.Record
-	for rows.Next() {
-		r, err := scanRecord(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list records: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list records: %w", err)
-	}
-	next := ""
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		next = encodeCursor(out[len(out)-1].ID)
-	}
+	out, next := pageOf(all, page.Limit, func(r *scanfleet.Record) string { return encodeCursor(r.ID) })
 	return out, next, nil
 }
 

@@ -182,28 +182,11 @@ func (db *DB) ListScans(ctx context.Context, f scanfleet.ScanFilter) ([]*scanfle
 	}
 	args = append(args, page.Limit+1)
 	rows, err := db.query(ctx, db.read, "SELECT "+scanColumns+" FROM scans"+whereClause(where)+" ORDER BY created_at, id LIMIT ?", args...)
+	all, err := scanAll(rows, err, scanScan)
 	if err != nil {
 		return nil, "", fmt.Errorf("list scans: %w", err)
 	}
-	defer rows.Close()
-	var out []*scanfleet.Scan
-	for rows.Next() {
-		s, err := scanScan(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list scans: %w", err)
-		}
-		out = append(out, s)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list scans: %w", err)
-	}
-	rows.Close()
-	next := ""
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		last := out[len(out)-1]
-		next = encodeTimeCursor(micros(last.CreatedAt), last.ID)
-	}
+	out, next := pageOf(all, page.Limit, func(s *scanfleet.Scan) string { return encodeTimeCursor(micros(s.CreatedAt), s.ID) })
 	if err := db.loadScanWorkspaces(ctx, db.read, out); err != nil {
 		return nil, "", fmt.Errorf("list scans: %w", err)
 	}

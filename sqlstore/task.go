@@ -215,26 +215,11 @@ func (db *DB) ListTasks(ctx context.Context, f scanfleet.TaskFilter) ([]*scanfle
 	}
 	args = append(args, page.Limit+1)
 	rows, err := db.query(ctx, db.read, "SELECT "+taskColumns+" FROM tasks"+whereClause(where)+" ORDER BY id DESC LIMIT ?", args...)
+	all, err := scanAll(rows, err, scanTask)
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
-	defer rows.Close()
-	var out []*scanfleet.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list tasks: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list tasks: %w", err)
-	}
-	next := ""
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		next = encodeCursor(out[len(out)-1].ID)
-	}
+	out, next := pageOf(all, page.Limit, func(t *scanfleet.Task) string { return encodeCursor(t.ID) })
 	return out, next, nil
 }
 

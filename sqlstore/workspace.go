@@ -92,26 +92,11 @@ func (db *DB) ListWorkspaces(ctx context.Context, page scanfleet.Page) ([]*scanf
 	query += " ORDER BY name LIMIT ?"
 	args = append(args, page.Limit+1)
 	rows, err := db.query(ctx, db.read, query, args...)
+	all, err := scanAll(rows, err, scanWorkspace)
 	if err != nil {
 		return nil, "", fmt.Errorf("list workspaces: %w", err)
 	}
-	defer rows.Close()
-	var out []*scanfleet.Workspace
-	for rows.Next() {
-		w, err := scanWorkspace(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list workspaces: %w", err)
-		}
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list workspaces: %w", err)
-	}
-	next := ""
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		next = encodeCursor(out[len(out)-1].Name)
-	}
+	out, next := pageOf(all, page.Limit, func(w *scanfleet.Workspace) string { return encodeCursor(w.Name) })
 	return out, next, nil
 }
 
