@@ -168,3 +168,31 @@ type Command struct {
 
 // CommandCancel tells a worker to stop a task.
 const CommandCancel = "cancel"
+
+// EnrolRequest is what a worker sends, with its one-time join token, to
+// enrol: what it is and what it detected it can do.
+type EnrolRequest struct {
+	JoinToken    string        `json:"join_token"`
+	Name         string        `json:"name"`
+	Pool         Pool          `json:"pool"`
+	Site         string        `json:"site"`
+	Version      string        `json:"version"`
+	Capabilities []Requirement `json:"capabilities"`
+	Executors    []string      `json:"executors"`
+	Transport    string        `json:"transport"`
+	Concurrency  int           `json:"concurrency"`
+}
+
+// EnrolResponse carries the worker's id and credential, shown only here,
+// and where its task queue is.
+type EnrolResponse struct {
+	WorkerID   string        `json:"worker_id"`
+	Credential string        `json:"credential"`
+	NATS       *NATSEndpoint `json:"nats,omitempty"`
+}
+
+// NATSEndpoint tells a worker where the NATS queue is; it connects as its
+// id with its credential.
+type NATSEndpoint struct {
+	URL string `json:"url"`
+}

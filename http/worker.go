@@ -43,32 +43,11 @@ func (s *Server) workerAuth(next http.Handler) http.Handler {
 	})
 }
 
-// EnrolRequest is what a worker sends, with its join token, to enrol.
-type EnrolRequest struct {
-	JoinToken    string                  `json:"join_token"`
-	Name         string                  `json:"name"`
-	Pool         scanfleet.Pool          `json:"pool"`
-	Site         string                  `json:"site"`
-	Version      string                  `json:"version"`
-	Capabilities []scanfleet.Requirement `json:"capabilities"`
-	Executors    []string                `json:"executors"`
-	Transport    string                  `json:"transport"`
-	Concurrency  int                     `json:"concurrency"`
-}
+// EnrolRequest is what a worker sends to enrol; see scanfleet.EnrolRequest.
+type EnrolRequest = scanfleet.EnrolRequest
 
-// EnrolResponse carries the worker's credential, shown only here, and how
-// to reach the task queue.
-type EnrolResponse struct {
-	WorkerID   string     `json:"worker_id"`
-	Credential string     `json:"credential"`
-	NATS       *NATSCreds `json:"nats,omitempty"`
-}
-
-// NATSCreds tell a worker how to reach the NATS queue: user is its id,
-// password its credential.
-type NATSCreds struct {
-	URL string `json:"url"`
-}
+// EnrolResponse is the answer to an enrolment; see scanfleet.EnrolResponse.
+type EnrolResponse = scanfleet.EnrolResponse
 
 // Enrol validates an enrolment request and stores the worker. It is used by
 // the HTTP route and by the server's own in-process workers.
@@ -116,7 +95,7 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 	}
 	resp := &EnrolResponse{WorkerID: wk.ID, Credential: cred}
 	if req.Transport == "nats" && s.cfg.WorkerNATSURL != "" {
-		resp.NATS = &NATSCreds{URL: s.cfg.WorkerNATSURL}
+		resp.NATS = &scanfleet.NATSEndpoint{URL: s.cfg.WorkerNATSURL}
 	}
 	return resp, nil
 }

@@ -40,33 +40,14 @@ func Enrol(ctx context.Context, base string, req EnrolRequest) (*EnrolResponse, 
 	return &resp, nil
 }
 
-// EnrolRequest mirrors the server's enrolment request.
-type EnrolRequest struct {
-	JoinToken    string                  `json:"join_token"`
-	Name         string                  `json:"name"`
-	Pool         scanfleet.Pool          `json:"pool"`
-	Site         string                  `json:"site"`
-	Version      string                  `json:"version"`
-	Capabilities []scanfleet.Requirement `json:"capabilities"`
-	Executors    []string                `json:"executors"`
-	Transport    string                  `json:"transport"`
-	Concurrency  int                     `json:"concurrency"`
-}
+// EnrolRequest is what a worker sends to enrol.
+type EnrolRequest = scanfleet.EnrolRequest
 
-// EnrolResponse mirrors the server's answer.
-type EnrolResponse struct {
-	WorkerID   string `json:"worker_id"`
-	Credential string `json:"credential"`
-	NATS       *struct {
-		URL string `json:"url"`
-	} `json:"nats"`
-}
+// EnrolResponse is the server's answer to an enrolment.
+type EnrolResponse = scanfleet.EnrolResponse
 
 // Command is an instruction from the server.
-type Command struct {
-	Type   string `json:"type"`
-	TaskID string `json:"task_id"`
-}
+type Command = scanfleet.Command
 
 type pollResponse struct {
 	Tasks    []*scanfleet.Task `json:"tasks"`
