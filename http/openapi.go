@@ -57,8 +57,8 @@ var operations = []operation{
 	{method: "POST", path: "/api/v1/worker/claim", summary: "Start several dispatched tasks at once; answers with those claimed (the rest are stale or not this worker's). Worker credential.", role: "worker", body: "ClaimBatch", status: 200, response: "TaskRun"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/claim", summary: "Start a dispatched task and take its lease. Worker credential.", role: "worker", status: 200, response: "Task"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/renew", summary: "Renew a held task's lease and report progress; answers whether cancel was requested. Worker credential.", role: "worker", body: "Renew", status: 200, response: "RenewResult"},
-	{method: "POST", path: "/api/v1/worker/tasks/{id}/logs", summary: "Append log lines of a held task. Worker credential.", role: "worker", body: "Logs", status: 204},
-	{method: "POST", path: "/api/v1/worker/tasks/{id}/records", summary: "Ingest a chunk of a held task's records (JSON Lines). Worker credential.", role: "worker", body: "jsonl", status: 200, response: "IngestResult"},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/logs", summary: "Append log lines of a held task. Worker credential.", role: "worker", params: []string{"attempt"}, body: "Logs", status: 204},
+	{method: "POST", path: "/api/v1/worker/tasks/{id}/records", summary: "Ingest a chunk of a held task's records (JSON Lines). Worker credential.", role: "worker", params: []string{"attempt"}, body: "jsonl", status: 200, response: "IngestResult"},
 	{method: "GET", path: "/api/v1/worker/tasks/{id}/cloud", summary: "The cloud environment of a held task's workspace, for internal and baremetal workers (task data). Worker credential.", role: "worker", status: 200, response: "CloudEnvDoc"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/finish", summary: "Report a held task's outcome, or hand it back (status requested). Worker credential.", role: "worker", body: "Finish", status: 200, response: "Task"},
 
@@ -74,7 +74,7 @@ var paramDocs = map[string]string{
 	"format": "json (default) or jsonl.", "target": "IP, CIDR, host name or URL.", "workspace": "Workspace name.",
 	"type": "Task type.", "enabled": "true or false.", "status": "Task status; repeat or comma-separate for several.",
 	"scan": "Scan id.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
-	"after": "Return lines numbered after this one.", "follow": "1 to stream lines as server-sent events until the task ends.",
+	"after": "Return lines numbered after this one.", "attempt": "The attempt the worker runs; a stale one is refused.", "follow": "1 to stream lines as server-sent events until the task ends.",
 	"vm_id": "A VM id of the cloud environment.", "mode": "transitive (default), direct or tag.",
 }
 

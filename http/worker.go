@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -372,6 +373,9 @@ func (s *Server) handleClaimBatch(w http.ResponseWriter, r *http.Request) {
 
 type renewRequest struct {
 	Progress *scanfleet.Progress `json:"progress"`
+	// Attempt, when set, is the attempt the worker runs; a stale one is
+	// refused (ECONFLICT) and the worker stops it.
+	Attempt int `json:"attempt"`
 }
 
 func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
@@ -381,6 +385,12 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk := workerFrom(r.Context())
+	if req.Attempt != 0 {
+		if _, err := s.holds(r.Context(), wk, pathValue(r, "id"), req.Attempt); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	t, err := s.store.RenewLease(r.Context(), pathValue(r, "id"), wk.ID, s.cfg.Lease, req.Progress, s.cfg.Now())
 	if err != nil {
 		s.writeError(w, r, err)
@@ -390,7 +400,11 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request) {
 }
 
 // holds checks that the worker holds the started task.
-func (s *Server) holds(ctx context.Context, wk *scanfleet.Worker, id string) (*scanfleet.Task, error) {
+//
+// attempt, when not zero, is the attempt the worker runs: a worker whose
+// lease lapsed and that took the same task again must not go on changing
+// it from its earlier, stale run.
+func (s *Server) holds(ctx context.Context, wk *scanfleet.Worker, id string, attempt int) (*scanfleet.Task, error) {
 	t, err := s.store.FindTask(ctx, id)
 	if err != nil {
 		return nil, err
@@ -398,7 +412,16 @@ func (s *Server) holds(ctx context.Context, wk *scanfleet.Worker, id string) (*s
 	if t.Status != scanfleet.TaskStarted || t.WorkerID != wk.ID {
 		return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "worker %s does not hold task %s (it is %s)", wk.ID, id, t.Status)
 	}
+	if attempt != 0 && attempt != t.Attempts {
+		return nil, scanfleet.Errorf(scanfleet.ECONFLICT, "attempt %d of task %s is over; the task is on attempt %d", attempt, id, t.Attempts)
+	}
 	return t, nil
+}
+
+// attemptParam reads the ?attempt= of a worker request, 0 when absent.
+func attemptParam(r *http.Request) int {
+	n, _ := strconv.Atoi(r.URL.Query().Get("attempt"))
+	return n
 }
 
 // handleWorkerCloud gives a worker of the internal or baremetal pool the
@@ -410,7 +433,7 @@ func (s *Server) handleWorkerCloud(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, scanfleet.Errorf(scanfleet.EFORBIDDEN, "workers of the external pool have no task data access"))
 		return
 	}
-	t, err := s.holds(ctx, wk, pathValue(r, "id"))
+	t, err := s.holds(ctx, wk, pathValue(r, "id"), attemptParam(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -436,7 +459,7 @@ func (s *Server) handleWorkerLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	t, err := s.holds(ctx, workerFrom(ctx), pathValue(r, "id"))
+	t, err := s.holds(ctx, workerFrom(ctx), pathValue(r, "id"), attemptParam(r))
 	if err == nil {
 		err = s.store.AppendTaskLogs(ctx, t.ID, req.Lines, s.cfg.Now())
 	}
@@ -452,7 +475,7 @@ func (s *Server) handleWorkerLogs(w http.ResponseWriter, r *http.Request) {
 // the same natural keys, so they never duplicate records.
 func (s *Server) handleWorkerRecords(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	t, err := s.holds(ctx, workerFrom(ctx), pathValue(r, "id"))
+	t, err := s.holds(ctx, workerFrom(ctx), pathValue(r, "id"), attemptParam(r))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -482,6 +505,7 @@ type finishRequest struct {
 	// with the outcome to save round trips for short tasks.
 	Logs     []string            `json:"logs"`
 	Progress *scanfleet.Progress `json:"progress"`
+	Attempt  int                 `json:"attempt"`
 }
 
 func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
@@ -498,8 +522,8 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	wk := workerFrom(r.Context())
 	id := pathValue(r, "id")
-	if req.Progress != nil || len(req.Logs) > 0 {
-		if _, err := s.holds(r.Context(), wk, id); err != nil {
+	if req.Progress != nil || len(req.Logs) > 0 || req.Attempt != 0 {
+		if _, err := s.holds(r.Context(), wk, id, req.Attempt); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

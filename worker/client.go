@@ -81,20 +81,20 @@ func (c *Client) claimBatch(ctx context.Context, ids []string) ([]*scanfleet.Tas
 	return resp.Tasks, err
 }
 
-func (c *Client) renew(ctx context.Context, id string, p scanfleet.Progress) (bool, error) {
+func (c *Client) renew(ctx context.Context, id string, attempt int, p scanfleet.Progress) (bool, error) {
 	var resp struct {
 		CancelRequested bool `json:"cancel_requested"`
 	}
-	err := c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/renew", "application/json", map[string]any{"progress": p}, &resp)
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/renew", "application/json", map[string]any{"progress": p, "attempt": attempt}, &resp)
 	return resp.CancelRequested, err
 }
 
-func (c *Client) logs(ctx context.Context, id string, lines []string) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/logs", "application/json", map[string]any{"lines": lines}, nil)
+func (c *Client) logs(ctx context.Context, id string, attempt int, lines []string) error {
+	return c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/worker/tasks/%s/logs?attempt=%d", id, attempt), "application/json", map[string]any{"lines": lines}, nil)
 }
 
-func (c *Client) records(ctx context.Context, id string, jsonl []byte) error {
-	return c.do(ctx, http.MethodPost, "/api/v1/worker/tasks/"+id+"/records", "application/x-ndjson", rawJSONL(jsonl), nil)
+func (c *Client) records(ctx context.Context, id string, attempt int, jsonl []byte) error {
+	return c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/worker/tasks/%s/records?attempt=%d", id, attempt), "application/x-ndjson", rawJSONL(jsonl), nil)
 }
 
 // outcome is what a worker reports at the end of a task.
@@ -104,6 +104,7 @@ type outcome struct {
 	Error    string               `json:"error,omitempty"`
 	Logs     []string             `json:"logs,omitempty"`
 	Progress *scanfleet.Progress  `json:"progress,omitempty"`
+	Attempt  int                  `json:"attempt,omitempty"`
 }
 
 func (c *Client) finish(ctx context.Context, id string, o outcome) error {
@@ -165,7 +166,7 @@ func (c *Client) Claim(ctx context.Context, id string) (*scanfleet.Task, error) 
 // Renew renews the lease of a held task; it reports whether the task's
 // cancel was requested.
 func (c *Client) Renew(ctx context.Context, id string) (bool, error) {
-	return c.renew(ctx, id, scanfleet.Progress{})
+	return c.renew(ctx, id, 0, scanfleet.Progress{})
 }
 
 // Finish reports a held task's outcome.

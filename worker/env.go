@@ -85,7 +85,7 @@ func (e *execEnv) flushRecords(ctx context.Context) error {
 	e.mu.Unlock()
 	backoff := 100 * time.Millisecond
 	for {
-		err := e.w.cfg.Client.records(ctx, e.t.ID, chunk)
+		err := e.w.cfg.Client.records(ctx, e.t.ID, e.t.Attempts, chunk)
 		if err == nil {
 			e.mu.Lock()
 			e.sent += int64(n)
@@ -191,7 +191,7 @@ func (e *execEnv) flushLogs(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, e.w.cfg.Lease)
 	defer cancel()
-	err := e.w.cfg.Client.logs(ctx, e.t.ID, lines)
+	err := e.w.cfg.Client.logs(ctx, e.t.ID, e.t.Attempts, lines)
 	if err == nil {
 		return
 	}

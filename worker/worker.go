@@ -446,7 +446,7 @@ func (w *Worker) execute(bg context.Context, r *taskRun) {
 	if err := env.close(bg); err != nil && status == scanfleet.TaskFinished {
 		status, errMsg = scanfleet.TaskFailed, "deliver results: "+err.Error()
 	}
-	o := outcome{Status: status, Error: errMsg, Logs: env.takeLogs(),
+	o := outcome{Status: status, Error: errMsg, Logs: env.takeLogs(), Attempt: t.Attempts,
 		Output: map[string]any{"records": env.records(), "duration_ms": time.Since(start).Milliseconds()}}
 	if p := env.progress(); p != (scanfleet.Progress{}) {
 		o.Progress = &p // where it ended
@@ -529,7 +529,7 @@ func (w *Worker) renew(r *taskRun, t *scanfleet.Task, env *execEnv, done chan st
 		if r.a.InProgress != nil {
 			_ = r.a.InProgress()
 		}
-		cancel, err := w.cfg.Client.renew(r.ctx, t.ID, env.progress())
+		cancel, err := w.cfg.Client.renew(r.ctx, t.ID, t.Attempts, env.progress())
 		switch {
 		case scanfleet.ErrorCode(err) == scanfleet.ECONFLICT:
 			r.cancel(errLeaseLost)

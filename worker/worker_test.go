@@ -615,3 +615,28 @@ func TestRemoteInternalWorkerReadsTaskData(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 }
+
+// TestStaleAttemptRefused: a worker that ran attempt 1 of a task cannot
+// change the task once it is on another attempt, even as its holder.
+func TestStaleAttemptRefused(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second, "http")
+	task := r.run(map[string]any{}, "")
+	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskRequested))
+	w := r.enrol(scanfleet.PoolExternal)
+	require.Len(t, r.take(w, 1, time.Second), 1)
+	post := func(path, body string) int {
+		req, _ := http.NewRequest("POST", r.srv.URL()+"/api/v1/worker/tasks/"+task.ID+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+w.Credential)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusConflict, post("/renew", `{"attempt":2}`))
+	require.Equal(t, http.StatusConflict, post("/logs?attempt=2", `{"lines":["stale"]}`))
+	require.Equal(t, http.StatusConflict, post("/finish", `{"status":"finished","attempt":2}`))
+	require.Equal(t, http.StatusOK, post("/renew", `{"attempt":1}`))
+	require.Equal(t, http.StatusOK, post("/finish", `{"status":"finished","attempt":1}`))
+}
