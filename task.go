@@ -213,7 +213,11 @@ type TaskFilter struct {
 	Workspace string
 	Since     time.Time // created at or after
 	Until     time.Time // created before
-	Page      Page
+	// WorkerID selects the tasks a worker holds or held.
+	WorkerID string
+	// CancelRequested selects started tasks whose cancel was requested.
+	CancelRequested bool
+	Page            Page
 }
 
 // TaskLog is one line a task wrote to its log.

@@ -123,3 +123,16 @@ func (h *hub) wake(workerID string) {
 		delete(h.waiters, workerID)
 	}
 }
+
+// pushOnce queues a command unless the same one is already waiting.
+func (h *hub) pushOnce(workerID string, c Command) {
+	h.mu.Lock()
+	for _, x := range h.commands[workerID] {
+		if x == c {
+			h.mu.Unlock()
+			return
+		}
+	}
+	h.mu.Unlock()
+	h.push(workerID, c)
+}

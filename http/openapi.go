@@ -44,7 +44,7 @@ var operations = []operation{
 	{method: "DELETE", path: "/api/v1/scans/{id}", summary: "Delete a scan; its tasks stay.", role: "operator", status: 204},
 	{method: "POST", path: "/api/v1/scans/{id}/run", summary: "Run a scan now; answers with the tasks it created.", role: "operator", status: 201, response: "TaskRun"},
 
-	{method: "GET", path: "/api/v1/tasks", summary: "List tasks, newest first.", role: "viewer", params: []string{"status", "scan", "workspace", "since", "until", "cursor", "limit"}, status: 200, response: "TaskList"},
+	{method: "GET", path: "/api/v1/tasks", summary: "List tasks, newest first.", role: "viewer", params: []string{"status", "scan", "workspace", "worker", "since", "until", "cursor", "limit"}, status: 200, response: "TaskList"},
 	{method: "GET", path: "/api/v1/tasks/{id}", summary: "Get a task.", role: "viewer", status: 200, response: "Task"},
 	{method: "GET", path: "/api/v1/tasks/{id}/logs", summary: "A task's log lines after line ?after=; with ?follow=1 a text/event-stream of lines until the task ends.", role: "viewer", params: []string{"after", "limit", "follow"}, status: 200, response: "TaskLogs"},
 
@@ -73,7 +73,7 @@ var paramDocs = map[string]string{
 	"q": "Substring of the natural key.", "task": "Task id.", "seen_since": "RFC 3339 time; records last seen at or after it.",
 	"format": "json (default) or jsonl.", "target": "IP, CIDR, host name or URL.", "workspace": "Workspace name.",
 	"type": "Task type.", "enabled": "true or false.", "status": "Task status; repeat or comma-separate for several.",
-	"scan": "Scan id.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
+	"scan": "Scan id.", "worker": "Worker id: the tasks it holds or held.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
 	"after": "Return lines numbered after this one.", "attempt": "The attempt the worker runs; a stale one is refused.", "follow": "1 to stream lines as server-sent events until the task ends.",
 	"vm_id": "A VM id of the cloud environment.", "mode": "transitive (default), direct or tag.",
 }

@@ -18,7 +18,7 @@ func (s *Server) handleListTasks(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	f := scanfleet.TaskFilter{ScanID: q.Get("scan"), Workspace: q.Get("workspace"), Page: p}
+	f := scanfleet.TaskFilter{ScanID: q.Get("scan"), Workspace: q.Get("workspace"), WorkerID: q.Get("worker"), Page: p}
 	for _, v := range q["status"] {
 		for _, name := range strings.Split(v, ",") {
 			st, err := scanfleet.ParseTaskStatus(strings.TrimSpace(name))

@@ -268,6 +268,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	recheck := time.NewTicker(time.Second)
 	defer recheck.Stop()
 	f := scanfleet.ClaimFilter{Pool: wk.Pool, Site: wk.Site, Types: s.runnableTypes(wk), Max: req.Max}
+	s.pullCancels(ctx, wk)
 	for {
 		woken, done := s.hub.wait(wk.ID, wk.Pool)
 		var tasks []*scanfleet.Task
@@ -301,6 +302,7 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-woken:
 		case <-recheck.C:
+			s.pullCancels(ctx, wk)
 		case <-deadline.C:
 			done()
 			writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: []Command{}})
@@ -623,5 +625,21 @@ func (s *Server) release(wk *scanfleet.Worker, tasks []*scanfleet.Task) {
 	}
 	if len(tasks) > 0 {
 		s.hub.NotifyPool(wk.Pool)
+	}
+}
+
+// pullCancels queues a cancel command for each task the worker runs whose
+// cancel was requested in the store: a cancel made through another server
+// replica reaches a long-polling worker within a second this way.
+func (s *Server) pullCancels(ctx context.Context, wk *scanfleet.Worker) {
+	tasks, _, err := s.store.ListTasks(ctx, scanfleet.TaskFilter{WorkerID: wk.ID, CancelRequested: true, Page: scanfleet.Page{Limit: 100}})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.logger.Warn("look for cancel requests", "worker", wk.ID, "err", err)
+		}
+		return
+	}
+	for _, t := range tasks {
+		s.hub.pushOnce(wk.ID, Command{Type: scanfleet.CommandCancel, TaskID: t.ID})
 	}
 }

@@ -197,6 +197,13 @@ func (db *DB) ListTasks(ctx context.Context, f scanfleet.TaskFilter) ([]*scanfle
 		where = append(where, "workspace = ?")
 		args = append(args, f.Workspace)
 	}
+	if f.WorkerID != "" {
+		where = append(where, "worker_id = ?")
+		args = append(args, f.WorkerID)
+	}
+	if f.CancelRequested {
+		where = append(where, "status = 'started' AND cancel_requested = TRUE")
+	}
 	if !f.Since.IsZero() {
 		where = append(where, "created_at >= ?")
 		args = append(args, micros(f.Since))

@@ -114,3 +114,29 @@ var claimBatchTests = map[string]func(*testing.T, scanfleet.Store){
 		requireCode(t, err, scanfleet.EINVALID)
 	},
 }
+
+var taskFilterTests = map[string]func(*testing.T, scanfleet.Store){
+	"WorkerAndCancelRequested": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		createWorkspace(t, s, "a")
+		a := requestedTask("a", scanfleet.PoolExternal, "", "noop")
+		b := requestedTask("a", scanfleet.PoolExternal, "", "noop")
+		c := requestedTask("a", scanfleet.PoolExternal, "", "noop")
+		createTasks(t, s, a, b, c)
+		claim(t, s, a, "w1", at(time.Minute))
+		claim(t, s, b, "w1", at(time.Minute))
+		claim(t, s, c, "w2", at(time.Minute))
+		_, err := s.RequestCancel(ctx, a.ID, at(2*time.Minute))
+		require.NoError(t, err)
+		_, err = s.RequestCancel(ctx, c.ID, at(2*time.Minute))
+		require.NoError(t, err)
+
+		got, _, err := s.ListTasks(ctx, scanfleet.TaskFilter{WorkerID: "w1"})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		got, _, err = s.ListTasks(ctx, scanfleet.TaskFilter{WorkerID: "w1", CancelRequested: true})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, a.ID, got[0].ID)
+	},
+}

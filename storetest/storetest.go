@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"Cloud", cloudTests},
 		{"Route", routeTests},
 		{"ClaimBatch", claimBatchTests},
+		{"TaskFilter", taskFilterTests},
 		{"Lease", leaseTests},
 		{"Worker", workerTests},
 		{"Store", storeTests},

@@ -640,3 +640,20 @@ func TestStaleAttemptRefused(t *testing.T) {
 	require.Equal(t, http.StatusOK, post("/renew", `{"attempt":1}`))
 	require.Equal(t, http.StatusOK, post("/finish", `{"status":"finished","attempt":1}`))
 }
+
+// TestCancelFromAnotherReplica cancels a task in the store directly, as
+// another server replica would, without this server's command push: the
+// long-polling worker still stops it within seconds.
+func TestCancelFromAnotherReplica(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 30*time.Second, "http")
+	r.start(worker.Config{})
+	task := r.run(map[string]any{"sleep": "1m"}, "")
+	r.wait(task.ID, 10*time.Second, is(scanfleet.TaskStarted))
+	r.running(task.ID)
+	start := time.Now()
+	_, err := r.store.RequestCancel(context.Background(), task.ID, time.Now())
+	require.NoError(t, err)
+	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskCancelled))
+	require.Less(t, time.Since(start), 3*time.Second, "cancel took %s", time.Since(start))
+}
