@@ -144,6 +144,20 @@ func list[T any](ctx context.Context, c *client, path string, q url.Values, all 
 	}
 }
 
+// printList fetches a list route (one page, or every page with --all),
+// prints it as toTable renders it, and says how to get the next page.
+func printList[T any](ctx context.Context, a *app, c *client, path string, q url.Values, p *pageFlags, format string, toTable func(...T) *table) error {
+	items, next, err := list[T](ctx, c, path, q, p.all)
+	if err != nil {
+		return err
+	}
+	if err := toTable(items...).print(a.stdout, format); err != nil {
+		return err
+	}
+	moreHint(a.stderr, next)
+	return nil
+}
+
 // pageFlags are the pagination flags of list commands.
 type pageFlags struct {
 	limit  int

@@ -92,22 +92,18 @@ document instead. Everything is validated before anything is stored.`,
 				q.Set(k, v)
 			}
 		}
-		items, next, err := list[map[string]any](cmd.Context(), c, "/api/v1/workspaces/"+url.PathEscape(args[0])+"/records", q, lp.all)
-		if err != nil {
-			return err
-		}
-		t := &table{headers: []string{"KIND", "KEY", "DETAILS", "FIRST SEEN", "LAST SEEN"}}
-		for _, r := range items {
-			t.add(r, str(r["kind"]), str(r["key"]), details(r), shortTime(r["first_seen"]), shortTime(r["last_seen"]))
-		}
-		if err := t.print(a.stdout, lo.output); err != nil {
-			return err
-		}
-		moreHint(a.stderr, next)
-		return nil
+		return printList(cmd.Context(), a, c, "/api/v1/workspaces/"+url.PathEscape(args[0])+"/records", q, lp, lo.output, recordTable)
 	}
 	cmd.AddCommand(ingest, lst)
 	return cmd
+}
+
+func recordTable(items ...map[string]any) *table {
+	t := &table{headers: []string{"KIND", "KEY", "DETAILS", "FIRST SEEN", "LAST SEEN"}}
+	for _, r := range items {
+		t.add(r, str(r["kind"]), str(r["key"]), details(r), shortTime(r["first_seen"]), shortTime(r["last_seen"]))
+	}
+	return t
 }
 
 func str(v any) string {

@@ -137,15 +137,7 @@ func (a *app) scanCommand() *cobra.Command {
 		if ltype != "" {
 			q.Set("type", ltype)
 		}
-		items, next, err := list[*scanfleet.Scan](cmd.Context(), c, "/api/v1/scans", q, lp.all)
-		if err != nil {
-			return err
-		}
-		if err := scanTable(items...).print(a.stdout, lo.output); err != nil {
-			return err
-		}
-		moreHint(a.stderr, next)
-		return nil
+		return printList(cmd.Context(), a, c, "/api/v1/scans", q, lp, lo.output, scanTable)
 	}
 
 	get := &cobra.Command{Use: "get ID|NAME", Short: "Show a scan", Args: cobra.ExactArgs(1)}

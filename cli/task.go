@@ -45,15 +45,7 @@ func (a *app) taskCommand() *cobra.Command {
 				q.Set(k, v)
 			}
 		}
-		items, next, err := list[*scanfleet.Task](cmd.Context(), c, "/api/v1/tasks", q, lp.all)
-		if err != nil {
-			return err
-		}
-		if err := taskTable(items...).print(a.stdout, lo.output); err != nil {
-			return err
-		}
-		moreHint(a.stderr, next)
-		return nil
+		return printList(cmd.Context(), a, c, "/api/v1/tasks", q, lp, lo.output, taskTable)
 	}
 
 	get := &cobra.Command{Use: "get ID", Short: "Show a task", Args: cobra.ExactArgs(1)}

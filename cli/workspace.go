@@ -66,15 +66,7 @@ func (a *app) workspaceCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		items, next, err := list[*workspaceJSON](cmd.Context(), c, "/api/v1/workspaces", lp.values(), lp.all)
-		if err != nil {
-			return err
-		}
-		if err := workspaceTable(items...).print(a.stdout, lo.output); err != nil {
-			return err
-		}
-		moreHint(a.stderr, next)
-		return nil
+		return printList(cmd.Context(), a, c, "/api/v1/workspaces", lp.values(), lp, lo.output, workspaceTable)
 	}
 
 	get := &cobra.Command{Use: "get NAME", Short: "Show a workspace and its record counts", Args: cobra.ExactArgs(1)}

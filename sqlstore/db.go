@@ -251,6 +251,33 @@ func scanAll[T any](rows *sql.Rows, err error, scan func(rowScanner) (T, error))
 	return out, nil
 }
 
+// countBy reads "key, COUNT(*)" rows into a map that has every one of keys,
+// zero when no row counted it.
+func countBy[K ~string](rows *sql.Rows, err error, keys []K) (map[K]int64, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[K]int64, len(keys))
+	for _, k := range keys {
+		out[k] = 0
+	}
+	for rows.Next() {
+		var (
+			k K
+			n int64
+		)
+		if err := rows.Scan(&k, &n); err != nil {
+			return nil, err
+		}
+		out[k] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // pageOf cuts one page of limit items off items read with LIMIT limit+1,
 // and returns it with the cursor of the next page ("" after the last).
 func pageOf[T any](items []T, limit int, cursor func(T) string) ([]T, string) {

@@ -287,25 +287,8 @@ func (db *DB) CountRecords(ctx context.Context, workspace string) (map[scanfleet
 		args = append(args, wsID)
 	}
 	rows, err := db.query(ctx, db.read, query+" GROUP BY kind", args...)
+	out, err := countBy(rows, err, scanfleet.RecordKinds)
 	if err != nil {
-		return nil, fmt.Errorf("count records: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[scanfleet.RecordKind]int64, len(scanfleet.RecordKinds))
-	for _, k := range scanfleet.RecordKinds {
-		out[k] = 0
-	}
-	for rows.Next() {
-		var (
-			k scanfleet.RecordKind
-			n int64
-		)
-		if err := rows.Scan(&k, &n); err != nil {
-			return nil, fmt.Errorf("count records: %w", err)
-		}
-		out[k] = n
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("count records: %w", err)
 	}
 	return out, nil

@@ -406,26 +406,9 @@ func (db *DB) ListTaskLogs(ctx context.Context, id string, after int64, limit in
 // CountTasksByStatus counts tasks per status; every status is present,
 // zero when no task has it.
 func (db *DB) CountTasksByStatus(ctx context.Context) (map[scanfleet.TaskStatus]int64, error) {
-	out := make(map[scanfleet.TaskStatus]int64, len(scanfleet.TaskStatuses))
-	for _, s := range scanfleet.TaskStatuses {
-		out[s] = 0
-	}
 	rows, err := db.query(ctx, db.read, "SELECT status, COUNT(*) FROM tasks GROUP BY status")
+	out, err := countBy(rows, err, scanfleet.TaskStatuses)
 	if err != nil {
-		return nil, fmt.Errorf("count tasks: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			s scanfleet.TaskStatus
-			n int64
-		)
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, fmt.Errorf("count tasks: %w", err)
-		}
-		out[s] = n
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("count tasks: %w", err)
 	}
 	return out, nil
