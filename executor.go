@@ -1,6 +1,9 @@
 package scanfleet
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // Executor runs tasks of one type: the built-in scanners, and the adapter
 // for external programs. A worker looks the executor up by task type, calls
@@ -24,6 +27,14 @@ type ExecEnv interface {
 	Log(line string)
 	// Progress reports how much of the task is done.
 	Progress(done, total int64)
+	// Result sets one field of the task's output, the summary stored with
+	// the task when it ends (counts per status, what was skipped and why).
+	// A later call with the same key replaces the value.
+	Result(key string, value any)
+	// Artifact stores a file the task produced (a packet capture), named
+	// within the task, read from r until EOF; it can be downloaded from the
+	// API when the call returns nil.
+	Artifact(ctx context.Context, name, contentType string, r io.Reader) error
 	// Data gives access to stored task data; it is nil unless the task
 	// type requires task_data.
 	Data() TaskData

@@ -41,6 +41,10 @@ func ParseRecordKind(s string) (RecordKind, error) {
 	return "", Errorf(EINVALID, "kind: %q is not one of host, domain, service, certificate, http, finding", s)
 }
 
+// ServiceStates is the closed set of states a service record may carry
+// (zgrab2's idea: every probe ends in exactly one). "open" is the default.
+var ServiceStates = []string{"open", "closed", "filtered", "timeout", "out-of-scope", "open|filtered", "unfiltered"}
+
 // Record is one inventory item: a flat JSON object whose "kind" field says
 // what it is, identified within its workspace by a natural key derived from
 // its fields, with the times and tasks that first and last saw it.
@@ -111,7 +115,7 @@ func NewRecord(data map[string]any) (Record, error) {
 		ip := f.ip("ip", true)
 		port := f.port("port", true)
 		proto := f.enum("proto", "tcp", "tcp", "udp", "sctp")
-		f.enum("state", "open", "open", "closed", "filtered", "open|filtered", "unfiltered")
+		f.enum("state", "open", ServiceStates...)
 		f.str("name")
 		f.str("banner")
 		key = serviceKey(ip, port, proto)

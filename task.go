@@ -3,6 +3,8 @@ package scanfleet
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -139,9 +141,31 @@ type TaskInput struct {
 	Type      string         `json:"type"`
 	Workspace string         `json:"workspace"`
 	Args      map[string]any `json:"args"`
-	Targets   []string       `json:"targets"`
-	Exclude   []string       `json:"exclude"`
+	// Targets are what to scan: the workspace's scope, a chunk of it, or
+	// the targets a user named. Exclude are never touched.
+	Targets []string `json:"targets"`
+	Exclude []string `json:"exclude"`
+	// Scope is the workspace's whole scope; a target outside it is never
+	// touched. Empty in tasks stored before it existed, where Targets and
+	// Exclude are the scope.
+	Scope *Scope `json:"scope,omitempty"`
 	Chunk     Chunk          `json:"chunk"`
+}
+
+// Matcher compiles the scope the task's targets are checked against before
+// any packet leaves: the workspace's scope with the task's own excludes.
+func (in *TaskInput) Matcher() (*ScopeMatcher, error) {
+	s := Scope{Include: in.Targets, Exclude: in.Exclude, AllowBroad: true}
+	if in.Scope != nil {
+		s = *in.Scope
+		s.Exclude = append(slices.Clone(s.Exclude), in.Exclude...)
+		s.AllowBroad = true // the server checked breadth when the scope was set
+	}
+	m, err := s.Compile()
+	if err != nil {
+		return nil, fmt.Errorf("task scope: %w", err)
+	}
+	return m, nil
 }
 
 // Chunk says which part of a split scan a task covers: N of Of, from 1.
@@ -184,7 +208,7 @@ func NewScanTasks(scan *Scan, tt *TaskType, workspaces []*Workspace, now time.Ti
 		}
 		in, err := json.Marshal(TaskInput{
 			TaskID: t.ID, ScanID: scan.ID, Type: tt.Name, Workspace: ws.Name,
-			Args: scan.Args, Targets: ws.Scope.Include, Exclude: ws.Scope.Exclude,
+			Args: scan.Args, Targets: ws.Scope.Include, Exclude: ws.Scope.Exclude, Scope: &ws.Scope,
 			Chunk: Chunk{N: 1, Of: 1},
 		})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -97,6 +98,18 @@ func (c *Client) records(ctx context.Context, id string, attempt int, jsonl []by
 	return c.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/worker/tasks/%s/records?attempt=%d", id, attempt), "application/x-ndjson", rawJSONL(jsonl), nil)
 }
 
+// artifact streams a file the task produced to the server.
+func (c *Client) artifact(ctx context.Context, id string, attempt int, name, ctype string, r io.Reader) error {
+	if ctype == "" {
+		ctype = "application/octet-stream"
+	}
+	path := fmt.Sprintf("/api/v1/worker/tasks/%s/artifacts/%s?attempt=%d", id, url.PathEscape(name), attempt)
+	return c.do(ctx, http.MethodPut, path, ctype, bodyReader{r}, nil)
+}
+
+// bodyReader is a request body streamed as it is, not JSON-encoded.
+type bodyReader struct{ io.Reader }
+
 // outcome is what a worker reports at the end of a task.
 type outcome struct {
 	Status   scanfleet.TaskStatus `json:"status"`
@@ -118,6 +131,8 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, in, out any
 	var body io.Reader
 	if raw, ok := in.(rawJSONL); ok {
 		body = bytes.NewReader(raw)
+	} else if r, ok := in.(bodyReader); ok {
+		body = r.Reader
 	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type execEnv struct {
 	sent     int64
 	prog     scanfleet.Progress
 	lines    []string
+	results  map[string]any
 	flushErr error
 
 	sendMu   sync.Mutex // one records request at a time, in order
@@ -138,6 +140,45 @@ func (e *execEnv) Progress(done, total int64) {
 	e.mu.Lock()
 	e.prog = scanfleet.Progress{Done: done, Total: total}
 	e.mu.Unlock()
+}
+
+// Result implements scanfleet.ExecEnv.
+func (e *execEnv) Result(key string, value any) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.results == nil {
+		e.results = map[string]any{}
+	}
+	e.results[key] = value
+}
+
+// output returns the task's output: the executor's results with the
+// worker's own counts.
+func (e *execEnv) output(took time.Duration) map[string]any {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[string]any, len(e.results)+2)
+	for k, v := range e.results {
+		out[k] = v
+	}
+	out["records"] = e.sent
+	out["duration_ms"] = took.Milliseconds()
+	return out
+}
+
+// Artifact implements scanfleet.ExecEnv: the file is streamed to the
+// server, which stores it with the task.
+func (e *execEnv) Artifact(ctx context.Context, name, contentType string, r io.Reader) error {
+	if err := scanfleet.ValidateArtifactName(name); err != nil {
+		return err
+	}
+	if err := e.w.cfg.Client.artifact(ctx, e.t.ID, e.t.Attempts, name, contentType, r); err != nil {
+		if scanfleet.ErrorCode(err) == scanfleet.ECONFLICT {
+			e.run.cancel(errLeaseLost)
+		}
+		return fmt.Errorf("store artifact %s: %w", name, err)
+	}
+	return nil
 }
 
 // Data implements scanfleet.ExecEnv: the worker's own store access when it

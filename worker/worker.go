@@ -447,7 +447,7 @@ func (w *Worker) execute(bg context.Context, r *taskRun) {
 		status, errMsg = scanfleet.TaskFailed, "deliver results: "+err.Error()
 	}
 	o := outcome{Status: status, Error: errMsg, Logs: env.takeLogs(), Attempt: t.Attempts,
-		Output: map[string]any{"records": env.records(), "duration_ms": time.Since(start).Milliseconds()}}
+		Output: env.output(time.Since(start))}
 	if p := env.progress(); p != (scanfleet.Progress{}) {
 		o.Progress = &p // where it ended
 	}
