@@ -181,6 +181,66 @@ func (m *ScopeMatcher) checkPrefix(p netip.Prefix) ScopeDecision {
 	return ScopeDecision{Reason: fmt.Sprintf("%s matches no include entry", prefixString(p))}
 }
 
+// mapped96 is ::ffff:0.0.0.0/96, the IPv4-mapped IPv6 range.
+var mapped96 = netip.PrefixFrom(mapped4, 96)
+
+// Clip returns the parts of prefix p that are in scope: included and not
+// excluded, as disjoint prefixes in address order. A scanner that expands
+// a CIDR target scans exactly these. An IPv4-mapped IPv6 prefix is
+// returned as the IPv4 prefixes it reaches.
+func (m *ScopeMatcher) Clip(p netip.Prefix) []netip.Prefix {
+	p = p.Masked()
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return m.clip(p, nil)
+}
+
+func (m *ScopeMatcher) clip(p netip.Prefix, out []netip.Prefix) []netip.Prefix {
+	if p.Addr().Is6() && p.Overlaps(mapped96) {
+		if p.Bits() >= 96 {
+			return m.clip(netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), out)
+		}
+		return m.split(p, out) // decide the mapped range on its own
+	}
+	overlapsExclude := false
+	for _, x := range m.exclude.prefixes {
+		if x.p.Bits() <= p.Bits() && x.p.Contains(p.Addr()) {
+			return out // all of p is excluded
+		}
+		overlapsExclude = overlapsExclude || x.p.Overlaps(p)
+	}
+	overlapsInclude := false
+	for _, in := range m.include.prefixes {
+		if !overlapsExclude && in.p.Bits() <= p.Bits() && in.p.Contains(p.Addr()) {
+			return append(out, p)
+		}
+		overlapsInclude = overlapsInclude || in.p.Overlaps(p)
+	}
+	if !overlapsInclude {
+		return out
+	}
+	return m.split(p, out)
+}
+
+// split clips both halves of p.
+func (m *ScopeMatcher) split(p netip.Prefix, out []netip.Prefix) []netip.Prefix {
+	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
+	out = m.clip(lo, out)
+	hi := lastAddr(lo).Next()
+	return m.clip(netip.PrefixFrom(hi, p.Bits()+1), out)
+}
+
+// lastAddr returns the last address of a masked prefix.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
 func prefixString(p netip.Prefix) string {
 	if p.IsSingleIP() {
 		return p.Addr().String()
@@ -395,3 +455,8 @@ func targetHost(target string) (string, error) {
 	}
 	return t, nil
 }
+
+// TargetHost returns the host part of a target: the address, prefix or
+// name of "host", "host:port", "[v6]:port" or a URL. The error says what is
+// wrong with the target.
+func TargetHost(target string) (string, error) { return targetHost(target) }

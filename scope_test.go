@@ -554,3 +554,82 @@ func splitLines(s string) []string {
 	}
 	return slices.Collect(strings.Lines(s))
 }
+
+func TestScopeClip(t *testing.T) {
+	t.Parallel()
+	m := Scope{
+		Include: []string{"10.0.0.0/24", "10.0.1.0/30", "2001:db8::/126"},
+		Exclude: []string{"10.0.0.5", "10.0.0.128/25", "2001:db8::2"},
+	}.MustCompile()
+	tests := []struct {
+		target string
+		want   []string
+	}{
+		{"10.0.0.0/24", []string{"10.0.0.0/30", "10.0.0.4/32", "10.0.0.6/31", "10.0.0.8/29", "10.0.0.16/28", "10.0.0.32/27", "10.0.0.64/26"}},
+		{"10.0.0.0/23", []string{"10.0.0.0/30", "10.0.0.4/32", "10.0.0.6/31", "10.0.0.8/29", "10.0.0.16/28", "10.0.0.32/27", "10.0.0.64/26", "10.0.1.0/30"}},
+		{"10.0.0.5/32", nil},
+		{"10.0.0.200/29", nil},
+		{"192.168.0.0/16", nil},
+		{"::ffff:10.0.1.0/126", []string{"10.0.1.0/30"}},
+		{"2001:db8::/64", []string{"2001:db8::/127", "2001:db8::3/128"}},
+		{"::/0", []string{"10.0.0.0/30", "10.0.0.4/32", "10.0.0.6/31", "10.0.0.8/29", "10.0.0.16/28", "10.0.0.32/27", "10.0.0.64/26", "10.0.1.0/30", "2001:db8::/127", "2001:db8::3/128"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, p := range m.Clip(netip.MustParsePrefix(tt.target)) {
+			got = append(got, p.String())
+			require.True(t, m.Contains(p.String()), "clip of %s gave %s, which Check refuses", tt.target, p)
+		}
+		require.Equal(t, tt.want, got, tt.target)
+	}
+}
+
+// FuzzScopeClip checks Clip against Check address by address: every
+// address Clip returns is in scope, and every in-scope address of the
+// target is in what Clip returns.
+func FuzzScopeClip(f *testing.F) {
+	f.Add("10.0.0.0/24", "10.0.0.0/25,10.0.0.200/30", "10.0.0.7,10.0.0.64/28", uint8(0))
+	f.Add("10.1.2.0/28", "10.0.0.0/8", "", uint8(1))
+	f.Add("2001:db8::/120", "2001:db8::/121", "2001:db8::10/124", uint8(2))
+	f.Fuzz(func(t *testing.T, target, include, exclude string, _ uint8) {
+		p, err := netip.ParsePrefix(target)
+		if err != nil || p.Addr().BitLen()-p.Bits() > 10 {
+			return // enumerate at most 1024 addresses
+		}
+		m, err := Scope{Include: strings.Split(include, ","), Exclude: splitNonEmpty(exclude), AllowBroad: true}.Compile()
+		if err != nil {
+			return
+		}
+		in := map[netip.Addr]bool{}
+		for _, c := range m.Clip(p) {
+			for a := c.Addr(); c.Contains(a); a = a.Next() {
+				if in[a] {
+					t.Fatalf("clip(%s) returns %s twice", p, a)
+				}
+				in[a] = true
+				if !m.Contains(a.String()) {
+					t.Fatalf("clip(%s) returns %s, which is out of scope", p, a)
+				}
+				if !a.Next().IsValid() {
+					break
+				}
+			}
+		}
+		p = p.Masked()
+		for a := p.Addr(); p.Contains(a); a = a.Next() {
+			if m.Contains(a.String()) != in[a.Unmap()] {
+				t.Fatalf("clip(%s): %s in scope=%v, in clip=%v", p, a, m.Contains(a.String()), in[a.Unmap()])
+			}
+			if !a.Next().IsValid() {
+				break
+			}
+		}
+	})
+}
+
+func splitNonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
