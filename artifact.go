@@ -40,8 +40,10 @@ func ValidateArtifactName(name string) error {
 
 // ArtifactStore stores the files tasks produce.
 type ArtifactStore interface {
-	// PutArtifact stores (or replaces) a task's artifact with its content.
-	PutArtifact(ctx context.Context, a *Artifact, content []byte) error
+	// PutArtifact stores (or replaces) a task's artifact with the content
+	// read from r, setting a.Size and a.SHA256. Content past
+	// MaxArtifactSize is ETOOLARGE and stores nothing.
+	PutArtifact(ctx context.Context, a *Artifact, r io.Reader) error
 	ListArtifacts(ctx context.Context, taskID string) ([]*Artifact, error)
 	// OpenArtifact returns the artifact and its content.
 	OpenArtifact(ctx context.Context, taskID, name string) (*Artifact, io.ReadCloser, error)

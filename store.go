@@ -14,6 +14,7 @@ type Store interface {
 	CloudStore
 	WorkerStore
 	LeaseStore
+	ArtifactStore
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -48,6 +48,8 @@ var operations = []operation{
 	{method: "GET", path: "/api/v1/tasks/{id}", summary: "Get a task.", role: "viewer", status: 200, response: "Task"},
 	{method: "GET", path: "/api/v1/tasks/{id}/logs", summary: "A task's log lines after line ?after=; with ?follow=1 a text/event-stream of lines until the task ends.", role: "viewer", params: []string{"after", "limit", "follow"}, status: 200, response: "TaskLogs"},
 
+	{method: "GET", path: "/api/v1/tasks/{id}/artifacts", summary: "Files a task produced (packet captures), with size and SHA-256.", role: "viewer", status: 200, response: "ArtifactList"},
+	{method: "GET", path: "/api/v1/tasks/{id}/artifacts/{name}", summary: "Download a file a task produced.", role: "viewer", status: 200, response: "binary"},
 	{method: "POST", path: "/api/v1/tasks/{id}/cancel", summary: "Cancel a task: at once before it starts, else its worker stops it within seconds.", role: "operator", status: 202, response: "Task"},
 	{method: "GET", path: "/api/v1/workers", summary: "Workers with their pool, site, capabilities and state (online, busy, idle, offline).", role: "viewer", status: 200, response: "WorkerList"},
 	{method: "POST", path: "/api/v1/worker-tokens", summary: "Create a one-time join token for a worker; its secret is in this answer only.", role: "admin", body: "JoinTokenCreate", status: 201, response: "JoinTokenCreated"},
@@ -59,6 +61,7 @@ var operations = []operation{
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/renew", summary: "Renew a held task's lease and report progress; answers whether cancel was requested. Worker credential.", role: "worker", body: "Renew", status: 200, response: "RenewResult"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/logs", summary: "Append log lines of a held task. Worker credential.", role: "worker", params: []string{"attempt"}, body: "Logs", status: 204},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/records", summary: "Ingest a chunk of a held task's records (JSON Lines). Worker credential.", role: "worker", params: []string{"attempt"}, body: "jsonl", status: 200, response: "IngestResult"},
+	{method: "PUT", path: "/api/v1/worker/tasks/{id}/artifacts/{name}", summary: "Store a file a held task produced; the body is the file, at most 256 MiB. Worker credential.", role: "worker", params: []string{"attempt"}, body: "binary", status: 200, response: "Artifact"},
 	{method: "GET", path: "/api/v1/worker/tasks/{id}/cloud", summary: "The cloud environment of a held task's workspace, for internal and baremetal workers (task data). Worker credential.", role: "worker", status: 200, response: "CloudEnvDoc"},
 	{method: "POST", path: "/api/v1/worker/tasks/{id}/finish", summary: "Report a held task's outcome, or hand it back (status requested). Worker credential.", role: "worker", body: "Finish", status: 200, response: "Task"},
 
@@ -100,6 +103,7 @@ var (
 	ntstamp = map[string]any{"type": "string", "format": "date-time", "nullable": true}
 	strs    = arr(str)
 	anyObj  = map[string]any{"type": "object", "additionalProperties": true}
+	binary  = map[string]any{"type": "string", "format": "binary"}
 )
 
 var schemas = map[string]any{
@@ -165,6 +169,8 @@ var schemas = map[string]any{
 	"Renew":        obj(map[string]any{"progress": obj(map[string]any{"done": integer, "total": integer})}),
 	"RenewResult":  obj(map[string]any{"cancel_requested": boolean, "lease_expires_at": tstamp}),
 	"Logs":         obj(map[string]any{"lines": strs}),
+	"Artifact":     obj(map[string]any{"task_id": str, "name": str, "content_type": str, "size": integer, "sha256": str, "created_at": tstamp}),
+	"ArtifactList": obj(map[string]any{"items": arr(ref("Artifact"))}),
 	"Finish":       obj(map[string]any{"status": str, "output": anyObj, "error": str}, "status"),
 	"TokenCreate":  obj(map[string]any{"name": str, "role": map[string]any{"type": "string", "enum": []string{"admin", "operator", "viewer"}}}, "name", "role"),
 	"TokenCreated": map[string]any{"allOf": []any{ref("Token"), obj(map[string]any{"token": str})}},
@@ -212,6 +218,8 @@ func buildOpenAPI() map[string]any {
 			resp["content"] = map[string]any{"text/plain": map[string]any{"schema": str}}
 		case "object":
 			resp["content"] = map[string]any{"application/json": map[string]any{"schema": anyObj}}
+		case "binary":
+			resp["content"] = map[string]any{"application/octet-stream": map[string]any{"schema": binary}}
 		default:
 			resp["content"] = map[string]any{"application/json": map[string]any{"schema": ref(op.response)}}
 		}
@@ -234,6 +242,8 @@ func buildOpenAPI() map[string]any {
 		}
 		switch op.body {
 		case "":
+		case "binary":
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/octet-stream": map[string]any{"schema": binary}}}
 		case "jsonl":
 			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{
 				"application/x-ndjson": map[string]any{"schema": str},

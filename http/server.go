@@ -230,6 +230,8 @@ func (s *Server) routes() chi.Router {
 		viewer.Get("/tasks/{id}", s.handleGetTask)
 		viewer.Get("/tasks/{id}/logs", s.handleTaskLogs)
 		operator.Post("/tasks/{id}/cancel", s.handleCancelTask)
+		viewer.Get("/tasks/{id}/artifacts", s.handleListArtifacts)
+		viewer.Get("/tasks/{id}/artifacts/{name}", s.handleGetArtifact)
 
 		viewer.Get("/workers", s.handleListWorkers)
 		admin.Post("/worker-tokens", s.handleCreateJoinToken)
@@ -243,6 +245,7 @@ func (s *Server) routes() chi.Router {
 			r.Post("/tasks/{id}/renew", s.handleRenew)
 			r.Post("/tasks/{id}/logs", s.handleWorkerLogs)
 			r.Post("/tasks/{id}/records", s.handleWorkerRecords)
+			r.Put("/tasks/{id}/artifacts/{name}", s.handleWorkerArtifact)
 			r.Post("/tasks/{id}/finish", s.handleFinish)
 			r.Get("/tasks/{id}/cloud", s.handleWorkerCloud)
 		})

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"TaskFilter", taskFilterTests},
 		{"Lease", leaseTests},
 		{"Worker", workerTests},
+		{"Artifact", artifactTests},
 		{"Store", storeTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {

@@ -83,7 +83,7 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
-	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask(), attacksurface.TaskType())
+	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask(), attacksurface.TaskType(), artifactExecutor{}.TaskType())
 	require.NoError(t, err)
 	r := &rig{t: t, store: store, lease: lease, transport: transport}
 	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }}
@@ -229,7 +229,7 @@ func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) ident {
 	if caps == nil {
 		caps = []scanfleet.Requirement{}
 	}
-	execs := map[scanfleet.Pool][]string{scanfleet.PoolExternal: {"noop"}, scanfleet.PoolBaremetal: {"rawprobe"},
+	execs := map[scanfleet.Pool][]string{scanfleet.PoolExternal: {"noop", "artifact"}, scanfleet.PoolBaremetal: {"rawprobe"},
 		scanfleet.PoolInternal: {"attack-surface"}}[pool]
 	resp, err := r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: pool, Capabilities: caps,
 		Executors: execs, Transport: r.enrolTransport(), Concurrency: 4})
@@ -243,7 +243,9 @@ func (r *rig) start(cfg worker.Config) (stop func()) {
 	w := r.enrol(scanfleet.PoolExternal)
 	cfg.Client, cfg.WorkerID = w.Client, w.id
 	cfg.Source = r.source(w)
-	cfg.Executors = []scanfleet.Executor{noop.Executor{}}
+	if cfg.Executors == nil {
+		cfg.Executors = []scanfleet.Executor{noop.Executor{}}
+	}
 	cfg.Lease = r.lease
 	cfg.PollWait = 2 * time.Second
 	cfg.LogFlush = 20 * time.Millisecond
@@ -656,4 +658,77 @@ func TestCancelFromAnotherReplica(t *testing.T) {
 	require.NoError(t, err)
 	r.wait(task.ID, 5*time.Second, is(scanfleet.TaskCancelled))
 	require.Less(t, time.Since(start), 3*time.Second, "cancel took %s", time.Since(start))
+}
+
+// artifactExecutor stores a file of args.size bytes as an artifact and
+// sets an output field.
+type artifactExecutor struct{}
+
+func (artifactExecutor) TaskType() *scanfleet.TaskType {
+	return &scanfleet.TaskType{Name: "artifact", Params: []scanfleet.Param{{Name: "size", Type: scanfleet.ParamInteger}}}
+}
+
+func (artifactExecutor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
+	n := int64(in.Args["size"].(float64))
+	env.Result("bytes", n)
+	return env.Artifact(ctx, "capture.pcap", "application/vnd.tcpdump.pcap", io.LimitReader(&patterned{}, n))
+}
+
+// patterned reads as an endless run of the bytes 0..250, 0..250, ….
+type patterned struct{ off int }
+
+func (r *patterned) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte((r.off + i) % 251)
+	}
+	r.off += len(p)
+	return len(p), nil
+}
+
+func TestArtifactsAndOutput(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second, "http")
+	r.start(worker.Config{Executors: []scanfleet.Executor{artifactExecutor{}}})
+	var scan scanfleet.Scan
+	const size = 5<<20 + 17
+	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans", map[string]any{"name": "art", "type": "artifact", "args": map[string]any{"size": size}, "workspaces": []string{"acme"}}, &scan))
+	var res struct{ Tasks []*scanfleet.Task }
+	require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
+	task := r.wait(res.Tasks[0].ID, 20*time.Second, is(scanfleet.TaskFinished))
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(task.Output, &out))
+	require.EqualValues(t, size, out["bytes"])
+	require.Contains(t, out, "duration_ms")
+
+	var list struct{ Items []scanfleet.Artifact }
+	require.Equal(t, http.StatusOK, r.api("GET", "/api/v1/tasks/"+task.ID+"/artifacts", nil, &list))
+	require.Len(t, list.Items, 1)
+	require.Equal(t, "capture.pcap", list.Items[0].Name)
+	require.EqualValues(t, size, list.Items[0].Size)
+
+	req, _ := http.NewRequest("GET", r.srv.URL()+"/api/v1/tasks/"+task.ID+"/artifacts/capture.pcap", nil)
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "application/vnd.tcpdump.pcap", resp.Header.Get("Content-Type"))
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	want, _ := io.ReadAll(io.LimitReader(&patterned{}, size))
+	require.True(t, bytes.Equal(want, got), "downloaded %d bytes, want %d", len(got), len(want))
+
+	// Without a token, nothing; a worker may not store for a task it does
+	// not hold.
+	resp2, err := http.Get(r.srv.URL() + "/api/v1/tasks/" + task.ID + "/artifacts/capture.pcap")
+	require.NoError(t, err)
+	resp2.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp2.StatusCode)
+	w := r.enrol(scanfleet.PoolExternal)
+	req, _ = http.NewRequest("PUT", r.srv.URL()+"/api/v1/worker/tasks/"+task.ID+"/artifacts/x", strings.NewReader("evil"))
+	req.Header.Set("Authorization", "Bearer "+w.Credential)
+	resp3, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp3.Body.Close()
+	require.Equal(t, http.StatusConflict, resp3.StatusCode)
 }
