@@ -41,6 +41,12 @@ type LeaseStore interface {
 	// (finished, failed, cancelled, or requested to hand it back without
 	// counting the attempt as failed).
 	FinishTask(ctx context.Context, id, workerID string, c TaskChange, now time.Time) (*Task, error)
+	// FinishTasks applies several outcomes of tasks held by workerID in
+	// one transaction, each as FinishTask with its last log lines and
+	// progress, guarded by its attempt when not 0. A refused outcome
+	// changes nothing and has its error at its index in errs; err is set
+	// only when nothing could be applied.
+	FinishTasks(ctx context.Context, workerID string, outs []Outcome, now time.Time) (tasks []*Task, errs []error, err error)
 	// ExpireLeases puts started tasks whose lease lapsed back to requested
 	// (or fails them after MaxAttempts), fails started tasks past their
 	// timeout, and returns the tasks it put back, to be dispatched again.
@@ -54,6 +60,16 @@ type LeaseStore interface {
 	RouteTasks(ctx context.Context, max int, now time.Time) ([]*Task, error)
 	// AddTaskRecords adds n to the task's record count.
 	AddTaskRecords(ctx context.Context, id string, n int64) error
+}
+
+// Outcome is how one task ended on a worker, as the worker reports it.
+type Outcome struct {
+	TaskID string
+	// Attempt is the attempt the worker ran; 0 skips the check.
+	Attempt  int
+	Change   TaskChange
+	Logs     []string  // the last log lines, not sent before
+	Progress *Progress // where the task ended, when known
 }
 
 // MaxTaskLogLines caps the lines stored per task. The line that would pass

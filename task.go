@@ -149,7 +149,7 @@ type TaskInput struct {
 	// touched. Empty in tasks stored before it existed, where Targets and
 	// Exclude are the scope.
 	Scope *Scope `json:"scope,omitempty"`
-	Chunk     Chunk          `json:"chunk"`
+	Chunk Chunk  `json:"chunk"`
 }
 
 // Matcher compiles the scope the task's targets are checked against before

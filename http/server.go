@@ -247,6 +247,7 @@ func (s *Server) routes() chi.Router {
 			r.Post("/tasks/{id}/records", s.handleWorkerRecords)
 			r.Put("/tasks/{id}/artifacts/{name}", s.handleWorkerArtifact)
 			r.Post("/tasks/{id}/finish", s.handleFinish)
+			r.Post("/finish", s.handleFinishBatch)
 			r.Get("/tasks/{id}/cloud", s.handleWorkerCloud)
 		})
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -500,6 +501,9 @@ func (s *Server) handleWorkerRecords(w http.ResponseWriter, r *http.Request) {
 }
 
 type finishRequest struct {
+	// TaskID names the task in a batch; the single route takes it from
+	// the path.
+	TaskID string               `json:"task_id,omitempty"`
 	Status scanfleet.TaskStatus `json:"status"`
 	Output json.RawMessage      `json:"output"`
 	Error  string               `json:"error"`
@@ -516,47 +520,106 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	switch req.Status {
-	case scanfleet.TaskFinished, scanfleet.TaskFailed, scanfleet.TaskCancelled, scanfleet.TaskRequested:
-	default:
-		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "status: %q is not finished, failed, cancelled or requested", req.Status))
-		return
+	req.TaskID = pathValue(r, "id")
+	tasks, errs, err := s.finish(r.Context(), workerFrom(r.Context()), []finishRequest{req})
+	if err == nil {
+		err = errs[0]
 	}
-	wk := workerFrom(r.Context())
-	id := pathValue(r, "id")
-	if req.Progress != nil || len(req.Logs) > 0 || req.Attempt != 0 {
-		if _, err := s.holds(r.Context(), wk, id, req.Attempt); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	if req.Progress != nil {
-		if _, err := s.store.RenewLease(r.Context(), id, wk.ID, s.cfg.Lease, req.Progress, s.cfg.Now()); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	if len(req.Logs) > 0 {
-		if err := s.store.AppendTaskLogs(r.Context(), id, req.Logs, s.cfg.Now()); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	c := scanfleet.TaskChange{Status: req.Status, Output: req.Output}
-	if req.Error != "" {
-		c.Error = &req.Error
-	}
-	t, err := s.store.FinishTask(r.Context(), id, wk.ID, c, s.cfg.Now())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if req.Status == scanfleet.TaskRequested {
-		// Handed back: long-polling workers may take it now. A NATS worker
-		// releases its dispatch to the queue itself.
-		s.hub.NotifyPool(t.Pool)
+	writeJSON(w, http.StatusOK, tasks[0])
+}
+
+// maxFinishBatch bounds the outcomes of one batch request.
+const maxFinishBatch = 1000
+
+// finishResult is the answer for one outcome of a batch.
+type finishResult struct {
+	TaskID string               `json:"task_id"`
+	Status scanfleet.TaskStatus `json:"status,omitempty"`
+	Error  *errorDetail         `json:"error,omitempty"`
+}
+
+// handleFinishBatch applies several outcomes in one store transaction:
+// a worker running many short tasks reports them together.
+func (s *Server) handleFinishBatch(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Outcomes []finishRequest `json:"outcomes"`
 	}
-	writeJSON(w, http.StatusOK, t)
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Outcomes) > maxFinishBatch {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "outcomes: %d is more than %d", len(req.Outcomes), maxFinishBatch))
+		return
+	}
+	tasks, errs, err := s.finish(r.Context(), workerFrom(r.Context()), req.Outcomes)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res := make([]finishResult, len(req.Outcomes))
+	for i, o := range req.Outcomes {
+		res[i].TaskID = o.TaskID
+		if errs[i] != nil {
+			code := scanfleet.ErrorCode(errs[i])
+			if code == scanfleet.EINTERNAL {
+				s.logger.Error("finish task", slog.String("task", o.TaskID), slog.Any("err", errs[i]))
+			}
+			res[i].Error = &errorDetail{Code: code, Message: scanfleet.ErrorMessage(errs[i])}
+		} else {
+			res[i].Status = tasks[i].Status
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": res})
+}
+
+// finish stores outcomes reported by wk. A refused outcome has its error
+// at its index; a hand-back wakes the pool's long-polling workers.
+func (s *Server) finish(ctx context.Context, wk *scanfleet.Worker, reqs []finishRequest) ([]*scanfleet.Task, []error, error) {
+	outs := make([]scanfleet.Outcome, 0, len(reqs))
+	errs := make([]error, len(reqs))
+	idx := make([]int, 0, len(reqs))
+	for i, req := range reqs {
+		switch req.Status {
+		case scanfleet.TaskFinished, scanfleet.TaskFailed, scanfleet.TaskCancelled, scanfleet.TaskRequested:
+		default:
+			errs[i] = scanfleet.Errorf(scanfleet.EINVALID, "status: %q is not finished, failed, cancelled or requested", req.Status)
+			continue
+		}
+		if req.TaskID == "" {
+			errs[i] = scanfleet.Errorf(scanfleet.EINVALID, "task_id: is empty")
+			continue
+		}
+		c := scanfleet.TaskChange{Status: req.Status, Output: req.Output}
+		if req.Error != "" {
+			c.Error = &req.Error
+		}
+		outs = append(outs, scanfleet.Outcome{TaskID: req.TaskID, Attempt: req.Attempt, Change: c, Logs: req.Logs, Progress: req.Progress})
+		idx = append(idx, i)
+	}
+	tasks := make([]*scanfleet.Task, len(reqs))
+	if len(outs) == 0 {
+		return tasks, errs, nil
+	}
+	done, derrs, err := s.store.FinishTasks(ctx, wk.ID, outs, s.cfg.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	notified := false
+	for j, i := range idx {
+		tasks[i], errs[i] = done[j], derrs[j]
+		if derrs[j] == nil && done[j].Status == scanfleet.TaskRequested && !notified {
+			// Handed back: long-polling workers may take it now. A NATS
+			// worker releases its dispatch to the queue itself.
+			s.hub.NotifyPool(done[j].Pool)
+			notified = true
+		}
+	}
+	return tasks, errs, nil
 }
 
 // handleCancelTask cancels a task: at once when it has not started, else

@@ -49,12 +49,12 @@ func scanTasks(rows *sql.Rows, err error) ([]*scanfleet.Task, error) {
 
 // taskHolder returns the task's status and worker, or ENOTFOUND. It reads
 // from the write pool, which has just seen the failed change.
-func (db *DB) taskHolder(ctx context.Context, id string) (status scanfleet.TaskStatus, workerID string, err error) {
-	err = db.queryRow(ctx, db.write, "SELECT status, worker_id FROM tasks WHERE id = ?", id).Scan(&status, &workerID)
+func (db *DB) taskHolder(ctx context.Context, q querier, id string) (status scanfleet.TaskStatus, workerID string, attempts int, err error) {
+	err = db.queryRow(ctx, q, "SELECT status, worker_id, attempts FROM tasks WHERE id = ?", id).Scan(&status, &workerID, &attempts)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", errTaskNotFound(id)
+		return "", "", 0, errTaskNotFound(id)
 	}
-	return status, workerID, err
+	return status, workerID, attempts, err
 }
 
 // ClaimTask starts the requested task on workerID, holding it until
@@ -76,7 +76,7 @@ func (db *DB) ClaimTask(ctx context.Context, id, workerID string, lease time.Dur
 		} else if !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("claim task: %w", err)
 		}
-		status, _, err := db.taskHolder(ctx, id)
+		status, _, _, err := db.taskHolder(ctx, db.write, id)
 		if err != nil {
 			return nil, wrap("claim task", err)
 		}
@@ -132,8 +132,8 @@ func (db *DB) ClaimNext(ctx context.Context, f scanfleet.ClaimFilter, workerID s
 
 // leaseLost explains why a worker's change to the task matched no row:
 // ENOTFOUND, or ECONFLICT saying the worker no longer holds it.
-func (db *DB) leaseLost(ctx context.Context, op, id, workerID string) error {
-	status, holder, err := db.taskHolder(ctx, id)
+func (db *DB) leaseLost(ctx context.Context, q querier, op, id, workerID string, attempt int) error {
+	status, holder, attempts, err := db.taskHolder(ctx, q, id)
 	switch {
 	case err != nil:
 		return wrap(op, err)
@@ -141,6 +141,8 @@ func (db *DB) leaseLost(ctx context.Context, op, id, workerID string) error {
 		return scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is %s; worker %s no longer holds it", id, status, workerID)
 	case holder != workerID:
 		return scanfleet.Errorf(scanfleet.ECONFLICT, "task %s is held by another worker; worker %s lost its lease", id, workerID)
+	case attempt != 0 && attempt != attempts:
+		return scanfleet.Errorf(scanfleet.ECONFLICT, "attempt %d of task %s is over; the task is on attempt %d", attempt, id, attempts)
 	}
 	// Put back and claimed again by the same worker in between.
 	return scanfleet.Errorf(scanfleet.ECONFLICT, "task %s changed while worker %s held it; try again", id, workerID)
@@ -168,7 +170,7 @@ func (db *DB) RenewLease(ctx context.Context, id, workerID string, lease time.Du
 	t, err := scanTask(db.queryRow(ctx, db.write,
 		"UPDATE tasks SET "+set+" WHERE id = ? AND status = 'started' AND worker_id = ? RETURNING "+taskColumns, args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, db.leaseLost(ctx, "renew lease", id, workerID)
+		return nil, db.leaseLost(ctx, db.write, "renew lease", id, workerID, 0)
 	} else if err != nil {
 		return nil, fmt.Errorf("renew lease: %w", err)
 	}
@@ -183,6 +185,43 @@ func (db *DB) RenewLease(ctx context.Context, id, workerID string, lease time.Du
 // requested it ends cancelled instead, as its user asked. c.WorkerID and
 // c.AddAttempt are ignored: a worker cannot pass its task on.
 func (db *DB) FinishTask(ctx context.Context, id, workerID string, c scanfleet.TaskChange, now time.Time) (*scanfleet.Task, error) {
+	tasks, errs, err := db.FinishTasks(ctx, workerID, []scanfleet.Outcome{{TaskID: id, Change: c}}, now)
+	if err != nil {
+		return nil, err
+	}
+	return tasks[0], errs[0]
+}
+
+// FinishTasks applies, in one transaction, the outcomes of tasks held by
+// workerID: each as FinishTask, guarded by its attempt when given, with its
+// last progress and log lines. An outcome the store refuses (the lease was
+// lost, the attempt is over, a bad status) changes nothing and has its
+// error in errs; the others are applied all the same.
+func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet.Outcome, now time.Time) ([]*scanfleet.Task, []error, error) {
+	if workerID == "" {
+		return nil, nil, scanfleet.Errorf(scanfleet.EINVALID, "worker id: is empty")
+	}
+	now = truncTime(now)
+	tasks := make([]*scanfleet.Task, len(outs))
+	errs := make([]error, len(outs))
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		for i, o := range outs {
+			t, err := db.finishTask(ctx, tx, workerID, o, now)
+			if err != nil && scanfleet.ErrorCode(err) == scanfleet.EINTERNAL {
+				return err
+			}
+			tasks[i], errs[i] = t, err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, wrap("finish tasks", err)
+	}
+	return tasks, errs, nil
+}
+
+func (db *DB) finishTask(ctx context.Context, tx *sql.Tx, workerID string, o scanfleet.Outcome, now time.Time) (*scanfleet.Task, error) {
+	c := o.Change
 	if !c.Status.Valid() {
 		_, err := scanfleet.ParseTaskStatus(string(c.Status))
 		return nil, err
@@ -190,10 +229,9 @@ func (db *DB) FinishTask(ctx context.Context, id, workerID string, c scanfleet.T
 	if !scanfleet.CanTransition(scanfleet.TaskStarted, c.Status) {
 		return nil, scanfleet.Errorf(scanfleet.EINVALID, "status: a started task cannot become %s", c.Status)
 	}
-	if workerID == "" {
-		return nil, scanfleet.Errorf(scanfleet.EINVALID, "worker id: is empty")
+	if p := o.Progress; p != nil && (p.Done < 0 || p.Total < 0) {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "progress: done %d and total %d must not be negative", p.Done, p.Total)
 	}
-	now = truncTime(now)
 	finish := func(to scanfleet.TaskStatus, guard string) (*scanfleet.Task, error) {
 		set := []string{"status = ?", statusTimeColumn(to) + " = ?", "updated_at = ?", "lease_expires_at = NULL"}
 		args := []any{string(to), micros(now), micros(now)}
@@ -212,8 +250,16 @@ func (db *DB) FinishTask(ctx context.Context, id, workerID string, c scanfleet.T
 		} else if to == scanfleet.TaskFinished {
 			set = append(set, "error = ''")
 		}
-		args = append(args, id, workerID)
-		return scanTask(db.queryRow(ctx, db.write, "UPDATE tasks SET "+strings.Join(set, ", ")+
+		if o.Progress != nil {
+			set = append(set, "progress_done = ?", "progress_total = ?")
+			args = append(args, o.Progress.Done, o.Progress.Total)
+		}
+		args = append(args, o.TaskID, workerID)
+		if o.Attempt != 0 {
+			guard += " AND attempts = ?"
+			args = append(args, o.Attempt)
+		}
+		return scanTask(db.queryRow(ctx, tx, "UPDATE tasks SET "+strings.Join(set, ", ")+
 			" WHERE id = ? AND status = 'started' AND worker_id = ?"+guard+" RETURNING "+taskColumns, args...))
 	}
 	var (
@@ -232,9 +278,14 @@ func (db *DB) FinishTask(ctx context.Context, id, workerID string, c scanfleet.T
 		t, err = finish(c.Status, "")
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, db.leaseLost(ctx, "finish task", id, workerID)
+		return nil, db.leaseLost(ctx, tx, "finish task", o.TaskID, workerID, o.Attempt)
 	} else if err != nil {
 		return nil, fmt.Errorf("finish task: %w", err)
+	}
+	if len(o.Logs) > 0 {
+		if err := db.appendTaskLogs(ctx, tx, o.TaskID, o.Logs, now); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
 }
@@ -348,7 +399,7 @@ func (db *DB) RequestCancel(ctx context.Context, id string, now time.Time) (*sca
 				return nil, fmt.Errorf("cancel task: %w", err)
 			}
 		}
-		status, _, err := db.taskHolder(ctx, id)
+		status, _, _, err := db.taskHolder(ctx, db.write, id)
 		if err != nil {
 			return nil, wrap("cancel task", err)
 		}

@@ -331,10 +331,16 @@ const (
 // distinct numbers, and exactly one of them writes the marker, in both
 // engines.
 func (db *DB) AppendTaskLogs(ctx context.Context, id string, lines []string, now time.Time) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error { return db.appendTaskLogs(ctx, tx, id, lines, now) })
+	return wrap("append task logs", err)
+}
+
+// appendTaskLogs appends lines to the task's log within tx.
+func (db *DB) appendTaskLogs(ctx context.Context, tx *sql.Tx, id string, lines []string, now time.Time) error {
 	const maxLines = scanfleet.MaxTaskLogLines
 	ts := micros(now)
 	n := int64(len(lines))
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	{
 		var last int64
 		err := db.queryRow(ctx, tx, "UPDATE tasks SET log_seq = log_seq + ?, "+
 			"log_truncated = CASE WHEN log_seq + ? > ? THEN TRUE ELSE log_truncated END "+
@@ -356,8 +362,7 @@ func (db *DB) AppendTaskLogs(ctx context.Context, id string, lines []string, now
 			args = append(args, id, seq, ts, line)
 		}
 		return db.insertRows(ctx, tx, "INSERT INTO task_logs (task_id, seq, ts, line) VALUES ", 4, args)
-	})
-	return wrap("append task logs", err)
+	}
 }
 
 // truncatedLogLine takes the place of the first log line past the cap, so

@@ -461,6 +461,55 @@ var leaseTests = map[string]func(*testing.T, scanfleet.Store){
 		_, err = s.FinishTask(ctx, id, "w1", finished, t0)
 		requireCode(t, err, scanfleet.ENOTFOUND, fmt.Sprintf("task %q not found", id))
 	},
+	"FinishBatch": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		createWorkspace(t, s, "a")
+		var held []*scanfleet.Task
+		for range 4 {
+			task := createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0]
+			held = append(held, claim(t, s, task, "w1", t0))
+		}
+		other := claim(t, s, createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0], "w2", t0)
+		now := at(time.Minute)
+		msg := "boom"
+		outs := []scanfleet.Outcome{
+			{TaskID: held[0].ID, Attempt: 1, Change: scanfleet.TaskChange{Status: scanfleet.TaskFinished, Output: []byte(`{"records":3}`)},
+				Logs: []string{"one", "two"}, Progress: &scanfleet.Progress{Done: 7, Total: 7}},
+			{TaskID: held[1].ID, Attempt: 2, Change: scanfleet.TaskChange{Status: scanfleet.TaskFinished}}, // stale attempt
+			{TaskID: other.ID, Change: scanfleet.TaskChange{Status: scanfleet.TaskFinished}},               // not w1's
+			{TaskID: held[2].ID, Change: scanfleet.TaskChange{Status: scanfleet.TaskFailed, Error: &msg}, Logs: []string{"failing"}},
+			{TaskID: held[3].ID, Change: scanfleet.TaskChange{Status: "done"}},
+		}
+		tasks, errs, err := s.FinishTasks(ctx, "w1", outs, now)
+		require.NoError(t, err)
+		require.Len(t, tasks, 5)
+		require.NoError(t, errs[0])
+		require.Equal(t, scanfleet.TaskFinished, tasks[0].Status)
+		require.Equal(t, scanfleet.Progress{Done: 7, Total: 7}, tasks[0].Progress)
+		require.JSONEq(t, `{"records":3}`, string(tasks[0].Output))
+		requireCode(t, errs[1], scanfleet.ECONFLICT, fmt.Sprintf("attempt 2 of task %s is over; the task is on attempt 1", held[1].ID))
+		require.Nil(t, tasks[1])
+		requireCode(t, errs[2], scanfleet.ECONFLICT, fmt.Sprintf("task %s is held by another worker; worker w1 lost its lease", other.ID))
+		require.NoError(t, errs[3])
+		require.Equal(t, scanfleet.TaskFailed, tasks[3].Status)
+		require.Equal(t, "boom", tasks[3].Error)
+		requireCode(t, errs[4], scanfleet.EINVALID)
+
+		// The refused ones are untouched; the applied ones carry their logs.
+		requireStored(t, s, held[1])
+		requireStored(t, s, other)
+		requireStored(t, s, held[3])
+		logs, err := s.ListTaskLogs(ctx, held[0].ID, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, logs, 2)
+		require.Equal(t, "two", logs[1].Line)
+		logs, err = s.ListTaskLogs(ctx, held[2].ID, 0, 10)
+		require.NoError(t, err)
+		require.Len(t, logs, 1)
+
+		_, _, err = s.FinishTasks(ctx, "", outs, now)
+		requireCode(t, err, scanfleet.EINVALID, "worker id: is empty")
+	},
 	"Expire": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
 		createWorkspace(t, s, "a")

@@ -112,12 +112,22 @@ type bodyReader struct{ io.Reader }
 
 // outcome is what a worker reports at the end of a task.
 type outcome struct {
+	TaskID   string               `json:"task_id,omitempty"`
 	Status   scanfleet.TaskStatus `json:"status"`
 	Output   any                  `json:"output,omitempty"`
 	Error    string               `json:"error,omitempty"`
 	Logs     []string             `json:"logs,omitempty"`
 	Progress *scanfleet.Progress  `json:"progress,omitempty"`
 	Attempt  int                  `json:"attempt,omitempty"`
+}
+
+// finishBatch reports several outcomes in one request.
+func (c *Client) finishBatch(ctx context.Context, outs []outcome) ([]finishResult, error) {
+	var resp struct {
+		Results []finishResult `json:"results"`
+	}
+	err := c.do(ctx, http.MethodPost, "/api/v1/worker/finish", "application/json", map[string]any{"outcomes": outs}, &resp)
+	return resp.Results, err
 }
 
 func (c *Client) finish(ctx context.Context, id string, o outcome) error {

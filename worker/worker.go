@@ -96,6 +96,7 @@ type Worker struct {
 	running   map[string]*taskRun
 	done      chan string   // task ids whose run ended
 	freed     chan struct{} // a run ended: a slot is free
+	reports   chan report   // outcomes for the reporter
 }
 
 // New returns a worker.
@@ -106,7 +107,7 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, executors: map[string]scanfleet.Executor{}, running: map[string]*taskRun{},
 		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan string, cfg.Concurrency),
-		freed: make(chan struct{}, 1)}
+		freed: make(chan struct{}, 1), reports: make(chan report, cfg.Concurrency)}
 	for _, e := range cfg.Executors {
 		w.executors[e.TaskType().Name] = e
 	}
@@ -135,6 +136,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	// Server calls outlive ctx so that a drain can still report.
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
+	stopReports, reportsDone := make(chan struct{}), make(chan struct{})
+	go w.reporter(stopReports, reportsDone)
+	defer func() { close(stopReports); <-reportsDone }() // after every run reported
 	var wg sync.WaitGroup
 	defer wg.Wait()
 
@@ -544,20 +548,6 @@ func (w *Worker) renew(r *taskRun, t *scanfleet.Task, env *execEnv, done chan st
 }
 
 // report sends the outcome, retrying transient failures for up to a lease.
-func (w *Worker) report(ctx context.Context, id string, o outcome) error {
-	deadline := time.Now().Add(w.cfg.Lease)
-	backoff := 100 * time.Millisecond
-	for {
-		err := w.cfg.Client.finish(ctx, id, o)
-		code := scanfleet.ErrorCode(err)
-		if err == nil || code == scanfleet.ECONFLICT || code == scanfleet.EINVALID || code == scanfleet.ENOTFOUND || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(backoff)
-		backoff = min(2*backoff, 2*time.Second)
-	}
-}
-
 func (w *Worker) ack(ctx context.Context, r *taskRun, log *slog.Logger) {
 	if r.a.Ack == nil {
 		return
