@@ -295,7 +295,10 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			if tasks == nil {
 				tasks = []*scanfleet.Task{}
 			}
-			if err := writeJSONErr(w, http.StatusOK, pollResponse{Tasks: tasks, Commands: nonNilCmds(cmds)}); err != nil || ctx.Err() != nil {
+			// Only a failed write hands the tasks back. Once the answer is
+			// flushed, the worker may hold them even if its connection
+			// closes now; if it did not get them, their leases lapse.
+			if err := writeJSONErr(w, http.StatusOK, pollResponse{Tasks: tasks, Commands: nonNilCmds(cmds)}); err != nil {
 				s.release(wk, tasks)
 			}
 			return

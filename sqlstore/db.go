@@ -140,6 +140,7 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	defer db.stmts.prepareWanted(context.WithoutCancel(ctx), db.write)
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err

@@ -16,6 +16,9 @@ const maxCachedStmts = 256
 type stmtCache struct {
 	mu    sync.Mutex
 	stmts map[*sql.DB]map[string]*sql.Stmt
+	// wanted are queries first run inside a transaction, to be prepared
+	// once it ends (prepareWanted).
+	wanted map[*sql.DB]map[string]bool
 }
 
 // get returns a prepared statement of query for q (a pool, or a
@@ -46,11 +49,21 @@ func (c *stmtCache) get(ctx context.Context, q querier, query string, txPool *sq
 	}
 	st, ok := m[query]
 	full := len(m) >= maxCachedStmts
-	c.mu.Unlock()
 	// Inside a transaction a new statement is not prepared: that needs a
 	// connection of the pool, and the pool's only writer may be the one the
-	// transaction holds. It is prepared the next time it runs outside one.
-	// Nor is the lock held while preparing, for the same reason.
+	// transaction holds. It is prepared when the transaction ends
+	// (prepareWanted). Nor is the lock held while preparing, for the same
+	// reason.
+	if !ok && tx != nil && !full {
+		if c.wanted == nil {
+			c.wanted = map[*sql.DB]map[string]bool{}
+		}
+		if c.wanted[pool] == nil {
+			c.wanted[pool] = map[string]bool{}
+		}
+		c.wanted[pool][query] = true
+	}
+	c.mu.Unlock()
 	if !ok && tx == nil && !full {
 		prepared, err := pool.PrepareContext(ctx, query)
 		if err != nil {
@@ -75,6 +88,19 @@ func (c *stmtCache) get(ctx context.Context, q querier, query string, txPool *sq
 		return tx.StmtContext(ctx, st)
 	}
 	return st
+}
+
+// prepareWanted prepares the queries that missed the cache inside a
+// transaction on pool, now that the transaction is over and a connection
+// is free, so that the next transaction finds them parsed.
+func (c *stmtCache) prepareWanted(ctx context.Context, pool *sql.DB) {
+	c.mu.Lock()
+	queries := c.wanted[pool]
+	delete(c.wanted, pool)
+	c.mu.Unlock()
+	for q := range queries {
+		_ = c.get(ctx, pool, q, nil)
+	}
 }
 
 // close closes every cached statement.

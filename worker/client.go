@@ -180,7 +180,13 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, in, out any
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return err
+	}
+	// Read to the end, so that the connection is reused and the server
+	// does not see it closed as if the answer had not arrived.
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
 }
 
 // Claim starts a dispatched task on this worker.
