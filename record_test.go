@@ -195,7 +195,7 @@ func TestNewRecordErrors(t *testing.T) {
 		{"service port fraction", `{"kind": "service", "ip": "10.0.0.7", "port": 44.3}`, `service.port: 44.3 is not a port between 1 and 65535`},
 		{"service proto", `{"kind": "service", "ip": "10.0.0.7", "port": 443, "proto": "icmp"}`, `service.proto: "icmp" is not one of tcp, udp, sctp`},
 		{"service proto not a string", `{"kind": "service", "ip": "10.0.0.7", "port": 443, "proto": 6}`, `service.proto: 6 is not one of tcp, udp, sctp`},
-		{"service state", `{"kind": "service", "ip": "10.0.0.7", "port": 443, "state": "opened"}`, `service.state: "opened" is not one of open, closed, filtered, open|filtered, unfiltered`},
+		{"service state", `{"kind": "service", "ip": "10.0.0.7", "port": 443, "state": "opened"}`, `service.state: "opened" is not one of open, closed, filtered, timeout, out-of-scope, open|filtered, unfiltered`},
 		{"service banner", `{"kind": "service", "ip": "10.0.0.7", "port": 443, "banner": ["x"]}`, `service.banner: ["x"] is not a string`},
 
 		{"certificate sha256 missing", `{"kind": "certificate"}`, `certificate.sha256: is missing`},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -187,37 +188,97 @@ func NewID() string { return NewTaskID() }
 func NewScanTasks(scan *Scan, tt *TaskType, workspaces []*Workspace, now time.Time) ([]*Task, error) {
 	tasks := make([]*Task, 0, len(workspaces))
 	for _, ws := range workspaces {
-		t := &Task{
-			ID:          NewTaskID(),
-			ScanID:      scan.ID,
-			Type:        tt.Name,
-			Workspace:   ws.Name,
-			Pool:        tt.Pool(),
-			Site:        scan.Site,
-			Status:      TaskCreated,
-			MaxAttempts: DefaultMaxAttempts,
-			Timeout:     scan.Timeout,
-			CreatedAt:   now,
-			UpdatedAt:   now,
-		}
-		if t.Timeout == 0 {
-			t.Timeout = Duration(tt.Timeout)
-			if t.Timeout == 0 {
-				t.Timeout = Duration(DefaultTaskTimeout)
-			}
-		}
-		in, err := json.Marshal(TaskInput{
-			TaskID: t.ID, ScanID: scan.ID, Type: tt.Name, Workspace: ws.Name,
-			Args: scan.Args, Targets: ws.Scope.Include, Exclude: ws.Scope.Exclude, Scope: &ws.Scope,
-			Chunk: Chunk{N: 1, Of: 1},
-		})
+		t, err := NewTask(TaskSpec{Type: tt, Workspace: ws, ScanID: scan.ID, Args: scan.Args, Timeout: scan.Timeout, Site: scan.Site}, now)
 		if err != nil {
 			return nil, err
 		}
-		t.Input = in
 		tasks = append(tasks, t)
 	}
 	return tasks, nil
+}
+
+// TaskSpec is what a task is made from.
+type TaskSpec struct {
+	Type      *TaskType
+	Workspace *Workspace
+	ScanID    string         // "" for a task submitted on its own
+	Args      map[string]any // validated against Type
+	// Targets narrow the task to part of the workspace's scope; empty
+	// targets the whole scope.
+	Targets []string
+	Timeout Duration // zero takes the type's
+	Site    string
+	Chunk   Chunk // zero is 1 of 1
+}
+
+// NewTask builds a created task from spec.
+func NewTask(spec TaskSpec, now time.Time) (*Task, error) {
+	tt, ws := spec.Type, spec.Workspace
+	t := &Task{
+		ID:          NewTaskID(),
+		ScanID:      spec.ScanID,
+		Type:        tt.Name,
+		Workspace:   ws.Name,
+		Pool:        tt.Pool(),
+		Site:        spec.Site,
+		Status:      TaskCreated,
+		MaxAttempts: DefaultMaxAttempts,
+		Timeout:     spec.Timeout,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	if t.Timeout == 0 {
+		t.Timeout = Duration(tt.Timeout)
+		if t.Timeout == 0 {
+			t.Timeout = Duration(DefaultTaskTimeout)
+		}
+	}
+	targets := spec.Targets
+	if len(targets) == 0 {
+		targets = ws.Scope.Include
+	}
+	chunk := spec.Chunk
+	if chunk == (Chunk{}) {
+		chunk = Chunk{N: 1, Of: 1}
+	}
+	scope := ws.Scope
+	in, err := json.Marshal(TaskInput{
+		TaskID: t.ID, ScanID: spec.ScanID, Type: tt.Name, Workspace: ws.Name,
+		Args: spec.Args, Targets: targets, Exclude: ws.Scope.Exclude, Scope: &scope, Chunk: chunk,
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.Input = in
+	return t, nil
+}
+
+// CheckTargets checks targets a user named against the scope: each must
+// be a valid target with some part in scope. The error names the first
+// that is not and why. Names are checked by name only (an excluded name is
+// refused); the addresses they resolve to are checked by the worker before
+// anything is sent.
+func (m *ScopeMatcher) CheckTargets(targets []string) error {
+	for i, target := range targets {
+		host, err := TargetHost(target)
+		if err != nil {
+			return Errorf(EINVALID, "targets[%d]: %q is not a valid target: %v", i, target, err)
+		}
+		if p, err := netip.ParsePrefix(host); err == nil {
+			if len(m.Clip(p)) == 0 {
+				return Errorf(EINVALID, "targets[%d]: %s", i, m.Check(host).Reason)
+			}
+			continue
+		}
+		if d := m.Check(host); !d.In {
+			if _, err := netip.ParseAddr(host); err == nil || d.Rule != "" {
+				return Errorf(EINVALID, "targets[%d]: %s", i, d.Reason)
+			} else if _, err := normalizeName(host); err != nil {
+				return Errorf(EINVALID, "targets[%d]: %q is not a valid target: %v", i, target, err)
+			}
+		}
+	}
+	return nil
 }
 
 // TaskChange moves a task to a new status and sets the given fields.

@@ -196,13 +196,13 @@ func TestNewScanTasks(t *testing.T) {
 				require.Equal(t, TaskInput{
 					TaskID: task.ID, ScanID: tt.scan.ID, Type: tt.tt.Name, Workspace: ws.Name,
 					Args: tt.scan.Args, Targets: ws.Scope.Include, Exclude: ws.Scope.Exclude,
-					Chunk: Chunk{N: 1, Of: 1},
+					Scope: &ws.Scope, Chunk: Chunk{N: 1, Of: 1},
 				}, in)
 
 				// The wire names the executor reads.
 				var raw map[string]json.RawMessage
 				require.NoError(t, json.Unmarshal(task.Input, &raw))
-				for _, k := range []string{"task_id", "scan_id", "type", "workspace", "args", "targets", "exclude", "chunk"} {
+				for _, k := range []string{"task_id", "scan_id", "type", "workspace", "args", "targets", "exclude", "scope", "chunk"} {
 					require.Contains(t, raw, k)
 				}
 				require.JSONEq(t, `{"n":1,"of":1}`, string(raw["chunk"]))
@@ -226,8 +226,28 @@ func TestNewScanTasks(t *testing.T) {
 			"task_id": "`+tasks[0].ID+`", "scan_id": "s", "type": "noop", "workspace": "acme",
 			"args": {"sleep": "1s", "records": 3},
 			"targets": ["10.0.0.0/24", "*.acme.example"], "exclude": ["10.0.0.5"],
+			"scope": {"include": ["10.0.0.0/24", "*.acme.example"], "exclude": ["10.0.0.5"]},
 			"chunk": {"n": 1, "of": 1}
 		}`, string(tasks[0].Input))
 		require.Equal(t, Duration(10*time.Minute), tasks[0].Timeout)
 	})
+}
+
+func TestCheckTargets(t *testing.T) {
+	t.Parallel()
+	m := Scope{Include: []string{"10.0.0.0/24", "*.acme.example"}, Exclude: []string{"10.0.0.5", "vpn.acme.example"}}.MustCompile()
+	require.NoError(t, m.CheckTargets([]string{"10.0.0.1", "10.0.0.0/16", "www.acme.example", "https://app.acme.example:8443/x", "10.0.0.9:22", "other.example"}))
+	for target, msg := range map[string]string{
+		"10.0.0.5":          `targets[0]: 10.0.0.5 is excluded by "10.0.0.5"`,
+		"192.168.1.1":       "targets[0]: 192.168.1.1 matches no include entry",
+		"10.0.1.0/24":       "targets[0]: 10.0.1.0/24 matches no include entry",
+		"vpn.acme.example":  `targets[0]: vpn.acme.example is excluded by "vpn.acme.example"`,
+		"10.0.0.1:http":     `targets[0]: "10.0.0.1:http" is not a valid target: port "http" is not a number between 1 and 65535`,
+		"bad_name!.example": `targets[0]: "bad_name!.example" is not a valid target`,
+	} {
+		err := m.CheckTargets([]string{target})
+		require.Error(t, err, target)
+		require.Equal(t, EINVALID, ErrorCode(err))
+		require.Contains(t, ErrorMessage(err), msg, target)
+	}
 }

@@ -45,6 +45,7 @@ var operations = []operation{
 	{method: "POST", path: "/api/v1/scans/{id}/run", summary: "Run a scan now; answers with the tasks it created.", role: "operator", status: 201, response: "TaskRun"},
 
 	{method: "GET", path: "/api/v1/tasks", summary: "List tasks, newest first.", role: "viewer", params: []string{"status", "scan", "workspace", "worker", "since", "until", "cursor", "limit"}, status: 200, response: "TaskList"},
+	{method: "POST", path: "/api/v1/tasks", summary: "Submit one task over targets in a workspace's scope, outside any scan; a target wholly out of scope is refused.", role: "operator", body: "TaskCreate", status: 201, response: "Task"},
 	{method: "GET", path: "/api/v1/tasks/{id}", summary: "Get a task.", role: "viewer", status: 200, response: "Task"},
 	{method: "GET", path: "/api/v1/tasks/{id}/logs", summary: "A task's log lines after line ?after=; with ?follow=1 a text/event-stream of lines until the task ends.", role: "viewer", params: []string{"after", "limit", "follow"}, status: 200, response: "TaskLogs"},
 

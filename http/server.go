@@ -227,6 +227,7 @@ func (s *Server) routes() chi.Router {
 		operator.Post("/scans/{id}/run", s.handleRunScan)
 
 		viewer.Get("/tasks", s.handleListTasks)
+		operator.Post("/tasks", s.handleCreateTask)
 		viewer.Get("/tasks/{id}", s.handleGetTask)
 		viewer.Get("/tasks/{id}/logs", s.handleTaskLogs)
 		operator.Post("/tasks/{id}/cancel", s.handleCancelTask)

@@ -439,3 +439,43 @@ func TestMetrics(t *testing.T) {
 	require.Contains(t, body, `scanfleet_ingest_records_total{outcome="new"} 1`)
 	require.Contains(t, body, `scanfleet_tasks{status="created"} 0`)
 }
+
+func TestSubmitTask(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sfhttp.Config{})
+	e.createWorkspace("acme", "10.0.0.0/24", "*.acme.example")
+
+	r := e.jsonReq("POST", "/api/v1/tasks", e.operator, map[string]any{"type": "noop", "workspace": "acme",
+		"targets": []string{"10.0.0.7", "www.acme.example"}, "args": map[string]any{"records": 2}, "timeout": "30s"})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	var task scanfleet.Task
+	require.NoError(t, json.Unmarshal(r.body, &task))
+	require.Equal(t, scanfleet.TaskCreated, task.Status)
+	require.Equal(t, scanfleet.Duration(30*time.Second), task.Timeout)
+	var in scanfleet.TaskInput
+	require.NoError(t, json.Unmarshal(task.Input, &in))
+	require.Equal(t, []string{"10.0.0.7", "www.acme.example"}, in.Targets)
+	require.Equal(t, []string{"10.0.0.0/24", "*.acme.example"}, in.Scope.Include)
+	require.EqualValues(t, 2, in.Args["records"])
+	stored, err := e.store.FindTask(context.Background(), task.ID)
+	require.NoError(t, err)
+	require.Equal(t, "", stored.ScanID)
+
+	for _, tc := range []struct {
+		body   map[string]any
+		status int
+		msg    string
+	}{
+		{map[string]any{"type": "noop", "workspace": "acme", "targets": []string{"192.168.0.1"}}, 400, "targets[0]: 192.168.0.1 matches no include entry"},
+		{map[string]any{"type": "nmap", "workspace": "acme"}, 400, `unknown task type "nmap"`},
+		{map[string]any{"type": "noop", "workspace": "nope"}, 404, `workspace "nope" not found`},
+		{map[string]any{"type": "noop", "workspace": "acme", "args": map[string]any{"sleep": "soon"}}, 400, "args.sleep"},
+		{map[string]any{"workspace": "acme"}, 400, "type: is empty"},
+	} {
+		r := e.jsonReq("POST", "/api/v1/tasks", e.operator, tc.body)
+		require.Equal(t, tc.status, r.status, "%v: %s", tc.body, r.body)
+		require.Contains(t, r.errorMessage(t), tc.msg)
+	}
+	r = e.jsonReq("POST", "/api/v1/tasks", e.viewer, map[string]any{"type": "noop", "workspace": "acme"})
+	require.Equal(t, http.StatusForbidden, r.status)
+}

@@ -155,3 +155,80 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, id string, a
 		}
 	}
 }
+
+// taskCreate is a task submitted on its own, outside any scan: what
+// "scanfleet scan TARGETS" sends.
+type taskCreate struct {
+	Type      string             `json:"type"`
+	Workspace string             `json:"workspace"`
+	Targets   []string           `json:"targets"`
+	Args      map[string]any     `json:"args"`
+	Timeout   scanfleet.Duration `json:"timeout"`
+	Site      string             `json:"site"`
+}
+
+// handleCreateTask creates one task of a type over targets in a
+// workspace's scope. Targets wholly out of scope are refused, naming the
+// first; the worker clips the rest to the scope before sending anything.
+func (s *Server) handleCreateTask(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	var req taskCreate
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Type == "" {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "type: is empty"))
+		return
+	}
+	tt, err := s.registry.Lookup(req.Type)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	args, err := tt.ValidateArgs(req.Args)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Workspace == "" {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "workspace: is empty"))
+		return
+	}
+	ws, err := s.store.FindWorkspace(ctx, req.Workspace)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Targets) > 10000 {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "targets: %d is more than 10000; use CIDR prefixes or a scan of the workspace", len(req.Targets)))
+		return
+	}
+	m, err := ws.Scope.Compile()
+	if err == nil {
+		err = m.CheckTargets(req.Targets)
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Timeout < 0 {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "timeout: must not be negative"))
+		return
+	}
+	now := s.cfg.Now()
+	t, err := scanfleet.NewTask(scanfleet.TaskSpec{Type: tt, Workspace: ws, Args: args, Targets: req.Targets,
+		Timeout: req.Timeout, Site: req.Site}, now)
+	if err == nil {
+		err = s.store.CreateTasks(ctx, []*scanfleet.Task{t})
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.tasksCreated.Inc()
+	if s.cfg.TasksCreated != nil {
+		s.cfg.TasksCreated()
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
