@@ -73,7 +73,8 @@ func resolveScan(ctx context.Context, c *client, ref string) (string, error) {
 }
 
 func (a *app) scanCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "scan", Aliases: []string{"scans"}, Short: "Manage and run scans"}
+	cmd := &cobra.Command{Use: "scan", Aliases: []string{"scans"}, Short: "Port-scan targets, or manage and run scans"}
+	a.addScanRun(cmd)
 
 	var (
 		name, typ, jsonArgs, cron, freq, timeout, site string
