@@ -157,6 +157,16 @@ type WorkerStore interface {
 	FindWorker(ctx context.Context, id string) (*Worker, error)
 	ListWorkers(ctx context.Context, now time.Time) ([]*Worker, error)
 	HeartbeatWorker(ctx context.Context, id string, hb Heartbeat, now time.Time) error
+	// ListJoinTokens returns the join tokens, newest first, never their
+	// secrets.
+	ListJoinTokens(ctx context.Context) ([]*JoinToken, error)
+	// DeleteJoinToken revokes a join token; a worker that already
+	// enrolled with it keeps its credential. An unknown id is ENOTFOUND.
+	DeleteJoinToken(ctx context.Context, id string) error
+	// RevokeWorker deletes a worker and its credential, and ends the
+	// leases of the tasks it holds at now, so that they go to another
+	// worker at the next expiry pass. An unknown id is ENOTFOUND.
+	RevokeWorker(ctx context.Context, id string, now time.Time) error
 }
 
 // Command is an instruction from the server to one worker, delivered in

@@ -65,3 +65,14 @@ func (q *natsQueue) Close() {
 		q.embedded.Shutdown()
 	}
 }
+
+// OnRevoke closes a revoked worker's connections to the embedded server.
+// On an external NATS server its own accounts decide; the worker API
+// refuses the revoked credential either way.
+func (q *natsQueue) OnRevoke(_ context.Context, w *scanfleet.Worker) error {
+	if q.embedded == nil {
+		return nil
+	}
+	_, err := q.embedded.Disconnect(w.ID)
+	return err
+}

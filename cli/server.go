@@ -128,7 +128,7 @@ admin API token and prints it once.`,
 				return err
 			}
 			defer queue.Close()
-			hcfg.WorkerNATSURL, hcfg.Commands, hcfg.OnEnrol = queue.url, queue, queue.OnEnrol
+			hcfg.WorkerNATSURL, hcfg.Commands, hcfg.OnEnrol, hcfg.OnRevoke = queue.url, queue, queue.OnEnrol, queue.OnRevoke
 			rcfg.Dispatcher = queue
 		}
 		srv, err := sfhttp.NewServer(store, registry(), hcfg)

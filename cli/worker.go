@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -169,7 +170,7 @@ func loadOrEnrol(ctx context.Context, path string, req worker.EnrolRequest, serv
 }
 
 func (a *app) workerTokenCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "worker-token", Short: "Create one-time join tokens for workers"}
+	cmd := &cobra.Command{Use: "worker-token", Aliases: []string{"worker-tokens"}, Short: "Create, list and revoke one-time join tokens for workers"}
 	var name, pool, site, ttl string
 	create := &cobra.Command{Use: "create", Short: "Create a join token and print it once", Args: cobra.NoArgs}
 	o := addClientFlags(create)
@@ -196,6 +197,42 @@ func (a *app) workerTokenCommand() *cobra.Command {
 		return nil
 	}
 	cmd.AddCommand(create)
+
+	lst := &cobra.Command{Use: "list", Short: "List join tokens (never their secrets) and who used them", Args: cobra.NoArgs}
+	lo := addClientFlags(lst)
+	envHelp(lst.Flags())
+	lst.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := lo.client()
+		if err != nil {
+			return err
+		}
+		var page listPage[*scanfleet.JoinToken]
+		if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/worker-tokens", nil, &page); err != nil {
+			return err
+		}
+		t := &table{headers: []string{"ID", "NAME", "POOL", "SITE", "EXPIRES", "USED", "WORKER"}}
+		for _, jt := range page.Items {
+			t.add(jt, jt.ID, jt.Name, orDash(string(jt.Pool)), orDash(jt.Site), fmtTime(&jt.ExpiresAt), fmtTime(jt.UsedAt), orDash(jt.WorkerID))
+		}
+		return t.print(a.stdout, lo.output)
+	}
+	cmd.AddCommand(lst)
+
+	rev := &cobra.Command{Use: "revoke ID", Short: "Revoke a join token before it is used", Args: cobra.ExactArgs(1)}
+	ro := addClientFlags(rev)
+	envHelp(rev.Flags())
+	rev.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := ro.client()
+		if err != nil {
+			return err
+		}
+		if err := c.do(cmd.Context(), http.MethodDelete, "/api/v1/worker-tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stderr, "join token %s revoked\n", args[0])
+		return nil
+	}
+	cmd.AddCommand(rev)
 	return cmd
 }
 
@@ -218,6 +255,21 @@ func (a *app) workersCommand() *cobra.Command {
 		}
 		return t.print(a.stdout, o.output)
 	}
+	rev := &cobra.Command{Use: "revoke ID", Short: "Revoke a worker: its credential stops working and its tasks go to other workers", Args: cobra.ExactArgs(1)}
+	ro := addClientFlags(rev)
+	envHelp(rev.Flags())
+	rev.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := ro.client()
+		if err != nil {
+			return err
+		}
+		if err := c.do(cmd.Context(), http.MethodDelete, "/api/v1/workers/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stderr, "worker %s revoked\n", args[0])
+		return nil
+	}
+	cmd.AddCommand(rev)
 	return cmd
 }
 

@@ -48,6 +48,9 @@ type Config struct {
 	// OnEnrol is called after a worker enrolled, to prepare its queue
 	// (NATS consumers). Optional.
 	OnEnrol func(ctx context.Context, w *scanfleet.Worker) error
+	// OnRevoke is called after a worker was revoked, to close its NATS
+	// connections. Optional.
+	OnRevoke func(ctx context.Context, w *scanfleet.Worker) error
 	// TasksCreated is called after a request created tasks, to route them
 	// at once. Optional.
 	TasksCreated func()
@@ -235,7 +238,10 @@ func (s *Server) routes() chi.Router {
 		viewer.Get("/tasks/{id}/artifacts/{name}", s.handleGetArtifact)
 
 		viewer.Get("/workers", s.handleListWorkers)
+		admin.Delete("/workers/{id}", s.handleRevokeWorker)
+		admin.Get("/worker-tokens", s.handleListJoinTokens)
 		admin.Post("/worker-tokens", s.handleCreateJoinToken)
+		admin.Delete("/worker-tokens/{id}", s.handleDeleteJoinToken)
 		r.Post("/workers/enrol", s.handleEnrol)
 		r.Route("/worker", func(r chi.Router) {
 			r.Use(s.workerAuth)

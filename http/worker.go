@@ -199,6 +199,55 @@ func (s *Server) handleListWorkers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newList(ws, ""))
 }
 
+// handleRevokeWorker deletes a worker's credential: its next request is
+// refused, its NATS connections are closed (OnRevoke), and the tasks it
+// held go to other workers at the next expiry pass.
+func (s *Server) handleRevokeWorker(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	id := pathValue(r, "id")
+	wk, err := s.store.FindWorker(ctx, id)
+	if err == nil {
+		// First, so that a poll already past authentication leases it
+		// nothing more; it cannot heartbeat to clear this.
+		s.hub.setDraining(id, scanfleet.Heartbeat{Draining: true, Session: "revoked"})
+		err = s.store.RevokeWorker(ctx, id, s.cfg.Now())
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.workersMu.Lock()
+	delete(s.workers, wk.Hash)
+	s.workersMu.Unlock()
+	s.hub.wake(wk.ID) // an open long poll ends now
+	if s.cfg.OnRevoke != nil {
+		if err := s.cfg.OnRevoke(ctx, wk); err != nil {
+			s.logger.Warn("revoke worker: close its connections", "worker", wk.ID, "err", err)
+		}
+	}
+	s.logger.Info("worker revoked", "worker", wk.ID, "name", wk.Name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleListJoinTokens lists join tokens without their secrets.
+func (s *Server) handleListJoinTokens(w http.ResponseWriter, r *http.Request) {
+	list, err := s.store.ListJoinTokens(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, newList(list, ""))
+}
+
+// handleDeleteJoinToken revokes a join token.
+func (s *Server) handleDeleteJoinToken(w http.ResponseWriter, r *http.Request) {
+	if err := s.store.DeleteJoinToken(r.Context(), pathValue(r, "id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // pollResponse is the answer of a heartbeat or poll: tasks leased to the
 // worker and commands for it.
 type pollResponse struct {

@@ -316,3 +316,22 @@ func randomSecret() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Disconnect closes every connection of user, a revoked worker: its
+// reconnects then fail authentication. It returns how many it closed.
+func (s *Server) Disconnect(user string) (int, error) {
+	cz, err := s.ns.Connz(&server.ConnzOptions{User: user, Username: true, Limit: 1024})
+	if err != nil {
+		return 0, fmt.Errorf("list connections of %s: %w", user, err)
+	}
+	n := 0
+	for _, c := range cz.Conns {
+		if c.AuthorizedUser != user {
+			continue
+		}
+		if err := s.ns.DisconnectClientByID(c.Cid); err == nil {
+			n++
+		}
+	}
+	return n, nil
+}

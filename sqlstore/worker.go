@@ -243,3 +243,60 @@ func (db *DB) HeartbeatWorker(ctx context.Context, id string, hb scanfleet.Heart
 	}
 	return nil
 }
+
+// ListJoinTokens implements scanfleet.WorkerStore.
+func (db *DB) ListJoinTokens(ctx context.Context) ([]*scanfleet.JoinToken, error) {
+	rows, err := db.query(ctx, db.read, "SELECT id, name, pool, site, created_at, expires_at, used_at, worker_id FROM worker_join_tokens ORDER BY created_at DESC, id DESC")
+	list, err := scanAll(rows, err, func(r rowScanner) (*scanfleet.JoinToken, error) {
+		var (
+			t                scanfleet.JoinToken
+			pool             string
+			created, expires int64
+			used             sql.NullInt64
+		)
+		if err := r.Scan(&t.ID, &t.Name, &pool, &t.Site, &created, &expires, &used, &t.WorkerID); err != nil {
+			return nil, err
+		}
+		t.Pool, t.CreatedAt, t.ExpiresAt = scanfleet.Pool(pool), fromMicros(created), fromMicros(expires)
+		if used.Valid {
+			u := fromMicros(used.Int64)
+			t.UsedAt = &u
+		}
+		return &t, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list join tokens: %w", err)
+	}
+	return list, nil
+}
+
+// DeleteJoinToken implements scanfleet.WorkerStore.
+func (db *DB) DeleteJoinToken(ctx context.Context, id string) error {
+	res, err := db.exec(ctx, db.write, "DELETE FROM worker_join_tokens WHERE id = ?", id)
+	if err != nil {
+		return fmt.Errorf("delete join token: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return scanfleet.Errorf(scanfleet.ENOTFOUND, "join token %q not found", id)
+	}
+	return nil
+}
+
+// RevokeWorker implements scanfleet.WorkerStore.
+func (db *DB) RevokeWorker(ctx context.Context, id string, now time.Time) error {
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, "DELETE FROM workers WHERE id = ?", id)
+		if err != nil {
+			return fmt.Errorf("revoke worker: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return scanfleet.Errorf(scanfleet.ENOTFOUND, "worker %q not found", id)
+		}
+		_, err = db.exec(ctx, tx, "UPDATE tasks SET lease_expires_at = ? WHERE status = 'started' AND worker_id = ? AND (lease_expires_at IS NULL OR lease_expires_at > ?)",
+			micros(truncTime(now)), id, micros(truncTime(now)))
+		if err != nil {
+			return fmt.Errorf("revoke worker: %w", err)
+		}
+		return nil
+	})
+}

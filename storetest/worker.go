@@ -287,6 +287,50 @@ var workerTests = map[string]func(*testing.T, scanfleet.Store){
 		requireCode(t, s.HeartbeatWorker(ctx, w.ID, scanfleet.Heartbeat{Running: -1}, t0), scanfleet.EINVALID, "running: -1 is negative")
 		requireCode(t, s.HeartbeatWorker(ctx, "ghost", scanfleet.Heartbeat{}, t0), scanfleet.ENOTFOUND, `worker "ghost" not found`)
 	},
+	"JoinTokensListDelete": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		a, _ := createJoinToken(t, s, scanfleet.PoolExternal, "", at(time.Hour))
+		b, secret := createJoinToken(t, s, scanfleet.PoolBaremetal, "dc1", at(2*time.Hour))
+		list, err := s.ListJoinTokens(ctx)
+		require.NoError(t, err)
+		require.Len(t, list, 2)
+		ids := []string{list[0].ID, list[1].ID}
+		require.ElementsMatch(t, []string{a.ID, b.ID}, ids)
+		for _, tok := range list {
+			require.Empty(t, tok.Hash, "a listed token carries no hash")
+			if tok.ID == b.ID {
+				require.Equal(t, scanfleet.PoolBaremetal, tok.Pool)
+				require.Equal(t, "dc1", tok.Site)
+				requireTime(t, at(2*time.Hour), tok.ExpiresAt, "expires_at")
+				require.Nil(t, tok.UsedAt)
+			}
+		}
+		require.NoError(t, s.DeleteJoinToken(ctx, b.ID))
+		requireCode(t, s.DeleteJoinToken(ctx, b.ID), scanfleet.ENOTFOUND, fmt.Sprintf("join token %q not found", b.ID))
+		// A revoked token enrols nobody.
+		w := newWorker(t, "w", scanfleet.PoolBaremetal, "dc1")
+		requireCode(t, s.EnrolWorker(ctx, scanfleet.HashToken(secret), w, at(time.Minute)), scanfleet.EUNAUTHORIZED)
+		list, err = s.ListJoinTokens(ctx)
+		require.NoError(t, err)
+		require.Len(t, list, 1)
+	},
+	"Revoke": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		w := enrol(t, s, newWorker(t, "w", scanfleet.PoolExternal, ""), t0)
+		createWorkspace(t, s, "a")
+		task := createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0]
+		claim(t, s, task, w.ID, t0)
+		require.NoError(t, s.RevokeWorker(ctx, w.ID, at(time.Second)))
+		_, err := s.FindWorkerByHash(ctx, w.Hash)
+		requireCode(t, err, scanfleet.ENOTFOUND)
+		// Its task goes back at the next expiry pass, long before its lease
+		// would have lapsed.
+		requeued, err := s.ExpireLeases(ctx, at(2*time.Second))
+		require.NoError(t, err)
+		require.Len(t, requeued, 1)
+		require.Equal(t, task.ID, requeued[0].ID)
+		requireCode(t, s.RevokeWorker(ctx, w.ID, at(time.Minute)), scanfleet.ENOTFOUND)
+	},
 	"FindNotFound": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
 		_, err := s.FindWorker(ctx, "ghost")

@@ -93,10 +93,25 @@ type Worker struct {
 	mu        sync.Mutex
 	session   string // random per process; see scanfleet.Heartbeat
 	drainOnce sync.Once
-	running   map[string]*taskRun
-	done      chan string   // task ids whose run ended
-	freed     chan struct{} // a run ended: a slot is free
-	reports   chan report   // outcomes for the reporter
+	running   map[*taskRun]bool // the runs under way; one task may have two, attempts apart
+	done      chan *taskRun     // runs that ended
+	freed     chan struct{}     // a run ended: a slot is free
+	reports   chan report       // outcomes for the reporter
+	revoked   chan struct{}     // closed when the server refused the credential
+	revokeOne sync.Once
+}
+
+// errRevoked stops the tasks of a worker whose credential was revoked.
+var errRevoked = errors.New("the server refused this worker's credential: it was revoked")
+
+// checkRevoked notes a refused credential: the worker stops.
+func (w *Worker) checkRevoked(err error) {
+	if scanfleet.ErrorCode(err) == scanfleet.EUNAUTHORIZED {
+		w.revokeOne.Do(func() {
+			w.log.Error("credential refused: stopping", slog.Any("err", err))
+			close(w.revoked)
+		})
+	}
 }
 
 // New returns a worker.
@@ -105,9 +120,9 @@ func New(cfg Config) (*Worker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("worker config: %w", err)
 	}
-	w := &Worker{cfg: cfg, executors: map[string]scanfleet.Executor{}, running: map[string]*taskRun{},
-		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan string, cfg.Concurrency),
-		freed: make(chan struct{}, 1), reports: make(chan report, cfg.Concurrency)}
+	w := &Worker{cfg: cfg, executors: map[string]scanfleet.Executor{}, running: map[*taskRun]bool{},
+		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan *taskRun, cfg.Concurrency),
+		freed: make(chan struct{}, 1), reports: make(chan report, cfg.Concurrency), revoked: make(chan struct{})}
 	for _, e := range cfg.Executors {
 		w.executors[e.TaskType().Name] = e
 	}
@@ -150,6 +165,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	lastBusy := time.Now()
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
+		select {
+		case <-w.revoked:
+			w.mu.Lock()
+			for r := range w.running {
+				r.cancel(errRevoked)
+			}
+			w.mu.Unlock()
+			wg.Wait()
+			return errRevoked
+		default:
+		}
 		w.reap()
 		n := w.Running()
 		if n > 0 {
@@ -194,6 +220,9 @@ func (w *Worker) Run(ctx context.Context) error {
 					case <-pollCtx.Done():
 					}
 					return
+				case <-w.revoked:
+					stopPoll()
+					return
 				case <-pollCtx.Done():
 					return
 				}
@@ -207,6 +236,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			break
 		}
 		if err != nil {
+			w.checkRevoked(err)
 			if interrupted {
 				continue
 			}
@@ -228,7 +258,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				w.execute(bg, r)
-				w.done <- r.id
+				w.done <- r
 				select {
 				case w.freed <- struct{}{}:
 				default:
@@ -285,6 +315,7 @@ func (w *Worker) heartbeats(ctx context.Context, done chan struct{}) {
 		cmds, err := w.cfg.Client.heartbeat(ctx, scanfleet.Heartbeat{Running: w.Running(), Session: w.session})
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("heartbeat", slog.Any("err", err))
+			w.checkRevoked(err)
 		}
 		w.handle(cmds)
 	}
@@ -295,12 +326,8 @@ func (w *Worker) handle(cmds []Command) {
 	for _, c := range cmds {
 		switch c.Type {
 		case "cancel":
-			w.mu.Lock()
-			r := w.running[c.TaskID]
-			w.mu.Unlock()
-			if r != nil {
+			if w.Cancel(c.TaskID) {
 				w.log.Info("cancel requested", slog.String("task", c.TaskID))
-				r.cancel(errCancelled)
 			}
 		default:
 			w.log.Warn("unknown command", slog.String("type", c.Type))
@@ -312,22 +339,30 @@ func (w *Worker) handle(cmds []Command) {
 // whether the task was running here.
 func (w *Worker) Cancel(taskID string) bool {
 	w.mu.Lock()
-	r := w.running[taskID]
-	w.mu.Unlock()
-	if r != nil {
-		r.cancel(errCancelled)
+	defer w.mu.Unlock()
+	found := false
+	for r := range w.running {
+		if r.id == taskID {
+			r.cancel(errCancelled)
+			found = true
+		}
 	}
-	return r != nil
+	return found
 }
 
 // reap forgets runs that ended.
+// forget drops a run that ended.
+func (w *Worker) forget(r *taskRun) {
+	w.mu.Lock()
+	delete(w.running, r)
+	w.mu.Unlock()
+}
+
 func (w *Worker) reap() {
 	for {
 		select {
-		case id := <-w.done:
-			w.mu.Lock()
-			delete(w.running, id)
-			w.mu.Unlock()
+		case r := <-w.done:
+			w.forget(r)
 		default:
 			return
 		}
@@ -350,13 +385,11 @@ func (w *Worker) drain() {
 			return
 		}
 		select {
-		case id := <-w.done:
-			w.mu.Lock()
-			delete(w.running, id)
-			w.mu.Unlock()
+		case r := <-w.done:
+			w.forget(r)
 		case <-deadline:
 			w.mu.Lock()
-			for _, r := range w.running {
+			for r := range w.running {
 				r.cancel(errDrain)
 			}
 			w.mu.Unlock()
@@ -410,7 +443,7 @@ func (w *Worker) start(bg context.Context, a Assignment) *taskRun {
 	ctx, cancel := context.WithCancelCause(bg)
 	r := &taskRun{id: a.TaskID, a: a, ctx: ctx, cancel: cancel}
 	w.mu.Lock()
-	w.running[r.id] = r
+	w.running[r] = true
 	w.mu.Unlock()
 	return r
 }
@@ -494,7 +527,7 @@ func (w *Worker) runExecutor(r *taskRun, t *scanfleet.Task, env *execEnv) (scanf
 	<-renewDone
 	cause := context.Cause(ctx)
 	switch {
-	case errors.Is(cause, errLeaseLost):
+	case errors.Is(cause, errLeaseLost), errors.Is(cause, errRevoked):
 		return "", ""
 	case errors.Is(cause, errCancelled):
 		return scanfleet.TaskCancelled, "cancelled on request"
@@ -540,6 +573,7 @@ func (w *Worker) renew(r *taskRun, t *scanfleet.Task, env *execEnv, done chan st
 			return
 		case err != nil:
 			w.log.Warn("renew lease", slog.String("task", t.ID), slog.Any("err", err))
+			w.checkRevoked(err)
 		case cancel:
 			r.cancel(errCancelled)
 			return
@@ -547,7 +581,6 @@ func (w *Worker) renew(r *taskRun, t *scanfleet.Task, env *execEnv, done chan st
 	}
 }
 
-// report sends the outcome, retrying transient failures for up to a lease.
 func (w *Worker) ack(ctx context.Context, r *taskRun, log *slog.Logger) {
 	if r.a.Ack == nil {
 		return

@@ -98,6 +98,10 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 		nc, err = ns.InternalConn()
 		require.NoError(t, err)
 		r.natsURL = ns.ClientURL()
+		hcfg.OnRevoke = func(_ context.Context, w *scanfleet.Worker) error {
+			_, err := ns.Disconnect(w.ID)
+			return err
+		}
 	case "nats-external":
 		r.natsURL = os.Getenv("TEST_NATS_URL")
 		nc, err = natsbus.Connect(r.natsURL, "", "", slog.New(slog.DiscardHandler))
@@ -731,4 +735,43 @@ func TestArtifactsAndOutput(t *testing.T) {
 	require.NoError(t, err)
 	resp3.Body.Close()
 	require.Equal(t, http.StatusConflict, resp3.StatusCode)
+}
+
+// TestRevokedWorker: an admin revokes a worker that runs a task. The worker
+// stops with an error, its NATS connections are closed, and the task runs
+// to the end on another worker.
+func TestRevokedWorker(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		w := r.enrol(scanfleet.PoolExternal)
+		wk, err := worker.New(worker.Config{Client: w.Client, WorkerID: w.id, Source: r.source(w), Executors: []scanfleet.Executor{noop.Executor{}},
+			Lease: r.lease, PollWait: time.Second, HeartbeatInterval: 200 * time.Millisecond, LogFlush: 20 * time.Millisecond,
+			Logger: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- wk.Run(context.Background()) }()
+		task := r.run(map[string]any{"sleep": "1h", "records": 1}, "")
+		r.running(task.ID)
+
+		require.Equal(t, http.StatusNoContent, r.api("DELETE", "/api/v1/workers/"+w.id, nil, nil))
+		select {
+		case err := <-done:
+			require.ErrorContains(t, err, "revoked")
+		case <-time.After(15 * time.Second):
+			buf := make([]byte, 1<<20)
+			t.Fatalf("the revoked worker did not stop:\n%s", buf[:runtime.Stack(buf, true)])
+		}
+		_, err = w.Client.Renew(context.Background(), task.ID)
+		require.Equal(t, scanfleet.EUNAUTHORIZED, scanfleet.ErrorCode(err))
+		require.Equal(t, http.StatusNotFound, r.api("DELETE", "/api/v1/workers/"+w.id, nil, nil))
+
+		r.start(worker.Config{})
+		// The task is put back and, sleeping an hour, is running on the
+		// new worker: cancel it there to end the test.
+		again := r.wait(task.ID, 20*time.Second, func(t *scanfleet.Task) bool { return t.Status == scanfleet.TaskStarted && t.Attempts == 2 })
+		require.NotEqual(t, w.id, again.WorkerID)
+		require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
+		r.wait(task.ID, 10*time.Second, is(scanfleet.TaskCancelled))
+	})
 }
