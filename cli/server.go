@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scanfleet/scanfleet"
-	"github.com/scanfleet/scanfleet/attacksurface"
 	sfhttp "github.com/scanfleet/scanfleet/http"
 	"github.com/scanfleet/scanfleet/postgres"
 	"github.com/scanfleet/scanfleet/router"
@@ -56,9 +55,14 @@ func (f *storeFlags) open(ctx context.Context) (scanfleet.Store, error) {
 	return sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(f.dataDir, "scanfleet.db")})
 }
 
-// registry returns the task types this build knows.
+// registry returns the task types this build knows: those of its built-in
+// executors.
 func registry() *scanfleet.Registry {
-	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), attacksurface.TaskType())
+	var types []*scanfleet.TaskType
+	for _, e := range executors() {
+		types = append(types, e.TaskType())
+	}
+	reg, err := scanfleet.NewRegistry(types...)
 	if err != nil {
 		panic(err) // a bug in a built-in task type
 	}

@@ -19,13 +19,20 @@ import (
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/attacksurface"
 	"github.com/scanfleet/scanfleet/natsbus"
+	"github.com/scanfleet/scanfleet/scanner/capture"
 	"github.com/scanfleet/scanfleet/scanner/noop"
+	"github.com/scanfleet/scanfleet/scanner/traceroute"
 	"github.com/scanfleet/scanfleet/worker"
 )
 
 // executors returns the built-in executors of this build.
 func executors() []scanfleet.Executor {
-	return []scanfleet.Executor{noop.Executor{}, attacksurface.Executor{}}
+	return []scanfleet.Executor{
+		noop.Executor{},
+		attacksurface.Executor{},
+		traceroute.New(traceroute.Config{}),
+		capture.New(capture.Config{}),
+	}
 }
 
 // executorsFor returns the executors a worker of pool may run.
