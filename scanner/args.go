@@ -2,6 +2,7 @@ package scanner
 
 import (
 	"context"
+	"iter"
 	"sync"
 	"time"
 
@@ -59,20 +60,20 @@ func (a Args) Duration(name string) time.Duration {
 }
 
 // Each calls fn for every item, at most n at a time, and returns once
-// every call it started has returned. After ctx is cancelled it starts no
-// more calls; fn is expected to return soon after too.
-func Each[T any](ctx context.Context, n int, items []T, fn func(T)) {
-	n = max(1, min(n, len(items)))
+// every call it started has returned. Items are drawn as workers free up,
+// so a sequence may be long (every address of a prefix). After ctx is
+// cancelled it starts no more calls; fn is expected to return soon too.
+func Each[T any](ctx context.Context, n int, items iter.Seq[T], fn func(T)) {
 	ch := make(chan T)
 	var wg sync.WaitGroup
-	for range n {
+	for range max(1, n) {
 		wg.Go(func() {
 			for it := range ch {
 				fn(it)
 			}
 		})
 	}
-	for _, it := range items {
+	for it := range items {
 		if ctx.Err() != nil {
 			break
 		}

@@ -52,6 +52,8 @@ type StatusError struct {
 	Err    error
 }
 
+// Error returns the cause's message: the status is for counting, not for
+// reading.
 func (e *StatusError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the cause.

@@ -1,0 +1,72 @@
+// Package scannertest holds what the built-in scanners' tests share: a
+// real DNS server on loopback that answers from a table, so that a test
+// can give names to its loopback servers without touching /etc/hosts.
+package scannertest
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// Resolver starts a DNS server on 127.0.0.1 that answers A and AAAA
+// questions for the names in table (lower case, no trailing dot) and
+// NXDOMAIN for every other name, and returns a resolver that asks only
+// it. The server stops when the test ends.
+func Resolver(t testing.TB, table map[string][]string) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("scannertest: listen: %v", err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		resp := new(dns.Msg)
+		resp.SetReply(req)
+		resp.Authoritative = true
+		if len(req.Question) != 1 {
+			resp.Rcode = dns.RcodeFormatError
+			_ = w.WriteMsg(resp)
+			return
+		}
+		q := req.Question[0]
+		addrs, ok := table[strings.TrimSuffix(strings.ToLower(q.Name), ".")]
+		if !ok {
+			resp.Rcode = dns.RcodeNameError
+		}
+		for _, s := range addrs {
+			a := netip.MustParseAddr(s)
+			hdr := dns.RR_Header{Name: q.Name, Class: dns.ClassINET, Ttl: 0}
+			switch {
+			case a.Is4() && q.Qtype == dns.TypeA:
+				hdr.Rrtype = dns.TypeA
+				resp.Answer = append(resp.Answer, &dns.A{Hdr: hdr, A: a.AsSlice()})
+			case a.Is6() && q.Qtype == dns.TypeAAAA:
+				hdr.Rrtype = dns.TypeAAAA
+				resp.Answer = append(resp.Answer, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
+			}
+		}
+		_ = w.WriteMsg(resp)
+	})
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: h, NotifyStartedFunc: func() { close(started) }}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.ActivateAndServe() })
+	<-started
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		wg.Wait()
+	})
+	addr := pc.LocalAddr().String()
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "udp", addr)
+		},
+	}
+}
