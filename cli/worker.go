@@ -20,7 +20,10 @@ import (
 	"github.com/scanfleet/scanfleet/attacksurface"
 	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/scanner/capture"
+	"github.com/scanfleet/scanfleet/scanner/dnsscan"
+	"github.com/scanfleet/scanfleet/scanner/httpprobe"
 	"github.com/scanfleet/scanfleet/scanner/noop"
+	"github.com/scanfleet/scanfleet/scanner/tlsscan"
 	"github.com/scanfleet/scanfleet/scanner/traceroute"
 	"github.com/scanfleet/scanfleet/worker"
 )
@@ -32,6 +35,9 @@ func executors() []scanfleet.Executor {
 		attacksurface.Executor{},
 		traceroute.New(traceroute.Config{}),
 		capture.New(capture.Config{}),
+		dnsscan.Executor{},
+		tlsscan.Executor{},
+		httpprobe.Executor{},
 	}
 }
 
