@@ -24,6 +24,11 @@ type Scan struct {
 	Cron      string   `json:"cron"`
 	// Timeout bounds each task of the scan; zero takes the task type's.
 	Timeout Duration `json:"timeout"`
+	// ChunkSize splits each workspace's prefixes into chunks of at most
+	// this many addresses (256: a /16 becomes 256 tasks of a /24), each
+	// its own task, so work spreads over workers and a failure retries one
+	// chunk. Zero runs one task per workspace.
+	ChunkSize int64 `json:"chunk_size"`
 	// Site pins the scan's tasks to workers of one network location.
 	Site             string     `json:"site"`
 	SingleRun        bool       `json:"single_run"`
@@ -95,6 +100,9 @@ func (s *Scan) Validate(reg *Registry) error {
 	if s.Timeout < 0 {
 		return Errorf(EINVALID, "timeout: must not be negative")
 	}
+	if s.ChunkSize < 0 {
+		return Errorf(EINVALID, "chunk_size: must not be negative")
+	}
 	if s.Site != "" {
 		if err := ValidateSlug("site", s.Site); err != nil {
 			return err
@@ -112,6 +120,7 @@ type ScanUpdate struct {
 	Cron             *string         `json:"cron"`
 	Timeout          *Duration       `json:"timeout"`
 	Site             *string         `json:"site"`
+	ChunkSize        *int64          `json:"chunk_size"`
 	SingleRun        *bool           `json:"single_run"`
 	Enabled          *bool           `json:"enabled"`
 	ManualRunPending *bool           `json:"manual_run_pending"`
@@ -138,6 +147,9 @@ func (u ScanUpdate) Apply(s *Scan) {
 	}
 	if u.Timeout != nil {
 		s.Timeout = *u.Timeout
+	}
+	if u.ChunkSize != nil {
+		s.ChunkSize = *u.ChunkSize
 	}
 	for _, b := range []struct {
 		dst *bool
@@ -166,7 +178,10 @@ type ScanStore interface {
 	ListScans(ctx context.Context, f ScanFilter) ([]*Scan, string, error)
 	// UpdateScan replaces the scan's definition with s (already validated).
 	UpdateScan(ctx context.Context, s *Scan) error
-	DeleteScan(ctx context.Context, id string) error
+	// DeleteScan deletes the scan and cancels its tasks that are not done:
+	// at once before they start; started ones are flagged for their
+	// workers to stop, and returned. Other scans are not touched.
+	DeleteScan(ctx context.Context, id string, now time.Time) (started []*Task, err error)
 	// CreateScanTasks stores the tasks of one run of the scan and marks
 	// the run on the scan (last_run_at, manual_run_pending cleared; a
 	// single-run scan is disabled), in one transaction.

@@ -15,6 +15,8 @@ type Store interface {
 	WorkerStore
 	LeaseStore
 	ArtifactStore
+	ScheduleStore
+	WebhookStore
 	Ping(ctx context.Context) error
 	Close() error
 }

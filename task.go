@@ -32,10 +32,11 @@ var TaskStatuses = []TaskStatus{TaskCreated, TaskQueued, TaskRequested, TaskStar
 
 // taskTransitions lists, for each status, the statuses a task may move to.
 // A started task goes back to requested when its lease lapses and it is
-// retried; a requested task goes back to queued when its pool is full.
+// retried; a requested task goes back to queued when its pool is full; a
+// queued task is released to created, to be routed, when its pool has room.
 var taskTransitions = map[TaskStatus][]TaskStatus{
 	TaskCreated:   {TaskQueued, TaskRequested, TaskCancelled, TaskFailed},
-	TaskQueued:    {TaskRequested, TaskCancelled, TaskFailed},
+	TaskQueued:    {TaskCreated, TaskRequested, TaskCancelled, TaskFailed},
 	TaskRequested: {TaskQueued, TaskStarted, TaskCancelled, TaskFailed},
 	TaskStarted:   {TaskRequested, TaskFinished, TaskFailed, TaskCancelled},
 	TaskFinished:  nil,
@@ -188,13 +189,98 @@ func NewID() string { return NewTaskID() }
 func NewScanTasks(scan *Scan, tt *TaskType, workspaces []*Workspace, now time.Time) ([]*Task, error) {
 	tasks := make([]*Task, 0, len(workspaces))
 	for _, ws := range workspaces {
-		t, err := NewTask(TaskSpec{Type: tt, Workspace: ws, ScanID: scan.ID, Args: scan.Args, Timeout: scan.Timeout, Site: scan.Site}, now)
-		if err != nil {
-			return nil, err
+		chunks := [][]string{nil} // nil targets: the whole scope
+		if scan.ChunkSize > 0 {
+			var err error
+			if chunks, err = ChunkTargets(ws.Scope.Include, scan.ChunkSize); err != nil {
+				return nil, fmt.Errorf("workspace %s: %w", ws.Name, err)
+			}
 		}
-		tasks = append(tasks, t)
+		for i, targets := range chunks {
+			t, err := NewTask(TaskSpec{Type: tt, Workspace: ws, ScanID: scan.ID, Args: scan.Args, Targets: targets,
+				Timeout: scan.Timeout, Site: scan.Site, Chunk: Chunk{N: i + 1, Of: len(chunks)}}, now)
+			if err != nil {
+				return nil, err
+			}
+			tasks = append(tasks, t)
+		}
 	}
 	return tasks, nil
+}
+
+// MaxChunks bounds the tasks one workspace's run splits into.
+const MaxChunks = 65536
+
+// ChunkTargets splits targets into chunks of at most size addresses each:
+// a prefix larger than size becomes prefixes of size (rounded down to a
+// power of two), and small ones are packed together in order. Names, which
+// have no size until resolved, go together in a chunk of their own. The
+// error says when the split would make more than MaxChunks chunks.
+func ChunkTargets(targets []string, size int64) ([][]string, error) {
+	if size <= 0 {
+		return [][]string{targets}, nil
+	}
+	bitsFor := func(p netip.Prefix) int { // host bits of a chunk
+		b := 0
+		for b < 62 && int64(1)<<(b+1) <= size {
+			b++
+		}
+		return min(b, p.Addr().BitLen()-p.Bits())
+	}
+	var chunks [][]string
+	var cur []string
+	var curSize int64
+	flush := func() {
+		if len(cur) > 0 {
+			chunks = append(chunks, cur)
+			cur, curSize = nil, 0
+		}
+	}
+	var names []string
+	for _, target := range targets {
+		p, err := netip.ParsePrefix(target)
+		if err != nil {
+			a, aerr := netip.ParseAddr(target)
+			if aerr != nil {
+				names = append(names, target)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		p = p.Masked()
+		host := p.Addr().BitLen() - p.Bits()
+		if host <= 62 && int64(1)<<host <= size {
+			n := int64(1) << host
+			if curSize+n > size {
+				flush()
+			}
+			cur = append(cur, target)
+			curSize += n
+			continue
+		}
+		flush()
+		cb := bitsFor(p)
+		count := host - cb // log2 of the number of sub-prefixes
+		if count > 16 || len(chunks)+(1<<count) > MaxChunks {
+			return nil, Errorf(EINVALID, "chunk_size: %d splits %s into more than %d tasks; use a larger chunk_size", size, target, MaxChunks)
+		}
+		sub := netip.PrefixFrom(p.Addr(), p.Addr().BitLen()-cb)
+		for range 1 << count {
+			chunks = append(chunks, []string{sub.String()})
+			sub = netip.PrefixFrom(lastAddr(sub).Next(), sub.Bits())
+		}
+	}
+	flush()
+	if len(names) > 0 {
+		chunks = append(chunks, names)
+	}
+	if len(chunks) > MaxChunks {
+		return nil, Errorf(EINVALID, "chunk_size: %d makes %d tasks, more than %d; use a larger chunk_size", size, len(chunks), MaxChunks)
+	}
+	if len(chunks) == 0 {
+		chunks = [][]string{nil}
+	}
+	return chunks, nil
 }
 
 // TaskSpec is what a task is made from.

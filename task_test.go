@@ -16,7 +16,7 @@ func TestCanTransition(t *testing.T) {
 	// The lifecycle, written out independently of taskTransitions.
 	legal := map[TaskStatus][]TaskStatus{
 		TaskCreated:   {TaskQueued, TaskRequested, TaskCancelled, TaskFailed},
-		TaskQueued:    {TaskRequested, TaskCancelled, TaskFailed},
+		TaskQueued:    {TaskCreated, TaskRequested, TaskCancelled, TaskFailed},
 		TaskRequested: {TaskQueued, TaskStarted, TaskCancelled, TaskFailed},
 		TaskStarted:   {TaskRequested, TaskFinished, TaskFailed, TaskCancelled},
 	}
@@ -38,7 +38,7 @@ func TestTransitionSources(t *testing.T) {
 		to   TaskStatus
 		from []TaskStatus
 	}{
-		{TaskCreated, nil},
+		{TaskCreated, []TaskStatus{TaskQueued}},
 		{TaskQueued, []TaskStatus{TaskCreated, TaskRequested}},
 		{TaskRequested, []TaskStatus{TaskCreated, TaskQueued, TaskStarted}},
 		{TaskStarted, []TaskStatus{TaskRequested}},
@@ -250,4 +250,36 @@ func TestCheckTargets(t *testing.T) {
 		require.Equal(t, EINVALID, ErrorCode(err))
 		require.Contains(t, ErrorMessage(err), msg, target)
 	}
+}
+
+func TestChunkTargets(t *testing.T) {
+	t.Parallel()
+	got, err := ChunkTargets([]string{"10.0.0.0/22", "10.9.0.1", "10.9.0.2", "a.example", "10.8.0.0/25", "10.7.0.0/25", "10.6.0.0/25", "*.b.example"}, 256)
+	require.NoError(t, err)
+	require.Equal(t, [][]string{
+		{"10.0.0.0/24"}, {"10.0.1.0/24"}, {"10.0.2.0/24"}, {"10.0.3.0/24"},
+		{"10.9.0.1", "10.9.0.2", "10.8.0.0/25"}, {"10.7.0.0/25", "10.6.0.0/25"},
+		{"a.example", "*.b.example"},
+	}, got)
+	// A chunk size that is not a power of two rounds down: /24s of 256.
+	got, err = ChunkTargets([]string{"10.0.0.0/23"}, 300)
+	require.NoError(t, err)
+	require.Equal(t, [][]string{{"10.0.0.0/24"}, {"10.0.1.0/24"}}, got)
+	// An IPv6 /64 in chunks of 256 would be 2^56 tasks.
+	_, err = ChunkTargets([]string{"2001:db8::/64"}, 256)
+	require.ErrorContains(t, err, "more than 65536 tasks")
+	got, err = ChunkTargets(nil, 256)
+	require.NoError(t, err)
+	require.Equal(t, [][]string{nil}, got)
+
+	// A scan with chunk_size makes one task per chunk, numbered.
+	ws := &Workspace{Name: "acme", Scope: Scope{Include: []string{"10.0.0.0/23", "www.acme.example"}}}
+	tasks, err := NewScanTasks(&Scan{ID: "s", ChunkSize: 256}, NoopTaskType(), []*Workspace{ws}, time.Now())
+	require.NoError(t, err)
+	require.Len(t, tasks, 3)
+	var in TaskInput
+	require.NoError(t, json.Unmarshal(tasks[1].Input, &in))
+	require.Equal(t, []string{"10.0.1.0/24"}, in.Targets)
+	require.Equal(t, Chunk{N: 2, Of: 3}, in.Chunk)
+	require.Equal(t, ws.Scope.Include, in.Scope.Include)
 }

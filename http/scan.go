@@ -120,9 +120,13 @@ func (s *Server) handleUpdateScan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeleteScan(w http.ResponseWriter, r *http.Request) {
-	if err := s.store.DeleteScan(r.Context(), pathValue(r, "id")); err != nil {
+	started, err := s.store.DeleteScan(r.Context(), pathValue(r, "id"), s.cfg.Now())
+	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	for _, t := range started {
+		s.sendCancel(r.Context(), t)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -684,16 +684,23 @@ func (s *Server) handleCancelTask(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if t.Status == scanfleet.TaskStarted && t.WorkerID != "" {
-		cmd := Command{Type: "cancel", TaskID: t.ID}
-		s.hub.push(t.WorkerID, cmd)
-		if s.cfg.Commands != nil {
-			if err := s.cfg.Commands.Command(ctx, t.WorkerID, cmd); err != nil {
-				s.logger.Warn("send cancel", "task", t.ID, "worker", t.WorkerID, "err", err)
-			}
+	s.sendCancel(ctx, t)
+	writeJSON(w, http.StatusAccepted, t)
+}
+
+// sendCancel tells the worker running t, if any, to stop it: in its next
+// poll answer (HTTP) and on its command subject (NATS).
+func (s *Server) sendCancel(ctx context.Context, t *scanfleet.Task) {
+	if t.Status != scanfleet.TaskStarted || t.WorkerID == "" {
+		return
+	}
+	cmd := Command{Type: "cancel", TaskID: t.ID}
+	s.hub.push(t.WorkerID, cmd)
+	if s.cfg.Commands != nil {
+		if err := s.cfg.Commands.Command(ctx, t.WorkerID, cmd); err != nil {
+			s.logger.Warn("send cancel", "task", t.ID, "worker", t.WorkerID, "err", err)
 		}
 	}
-	writeJSON(w, http.StatusAccepted, t)
 }
 
 // workerCacheTTL is how long a worker looked up by its credential is

@@ -11,7 +11,7 @@ import (
 	"github.com/scanfleet/scanfleet"
 )
 
-const scanColumns = "id, name, type, args, frequency_ns, cron, timeout_ns, site, single_run, enabled, manual_run_pending, last_run_at, created_at, updated_at"
+const scanColumns = "id, name, type, args, frequency_ns, cron, timeout_ns, site, single_run, enabled, manual_run_pending, last_run_at, created_at, updated_at, chunk_size"
 
 func scanScan(r rowScanner) (*scanfleet.Scan, error) {
 	var (
@@ -22,7 +22,7 @@ func scanScan(r rowScanner) (*scanfleet.Scan, error) {
 		created, updated   int64
 	)
 	err := r.Scan(&s.ID, &s.Name, &s.Type, &args, &frequency, &s.Cron, &timeout, &s.Site,
-		&s.SingleRun, &s.Enabled, &s.ManualRunPending, &lastRun, &created, &updated)
+		&s.SingleRun, &s.Enabled, &s.ManualRunPending, &lastRun, &created, &updated, &s.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +62,9 @@ func (db *DB) CreateScan(ctx context.Context, s *scanfleet.Scan) error {
 		return scanfleet.Errorf(scanfleet.EINVALID, "args: %v", err)
 	}
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := db.exec(ctx, tx, "INSERT INTO scans ("+scanColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		_, err := db.exec(ctx, tx, "INSERT INTO scans ("+scanColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			s.ID, s.Name, s.Type, args, int64(s.Frequency), s.Cron, int64(s.Timeout), s.Site,
-			s.SingleRun, s.Enabled, s.ManualRunPending, nullMicros(s.LastRunAt), micros(s.CreatedAt), micros(s.UpdatedAt))
+			s.SingleRun, s.Enabled, s.ManualRunPending, nullMicros(s.LastRunAt), micros(s.CreatedAt), micros(s.UpdatedAt), s.ChunkSize)
 		if db.dialect.violation(err) == UniqueViolation {
 			return scanfleet.Errorf(scanfleet.ECONFLICT, "scan %q already exists", s.Name)
 		} else if err != nil {
@@ -205,10 +205,10 @@ func (db *DB) UpdateScan(ctx context.Context, s *scanfleet.Scan) error {
 	now := truncTime(db.now())
 	err = db.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := db.exec(ctx, tx, `UPDATE scans SET name = ?, type = ?, args = ?, frequency_ns = ?, cron = ?,
-			timeout_ns = ?, site = ?, single_run = ?, enabled = ?, manual_run_pending = ?, updated_at = ?
+			timeout_ns = ?, site = ?, single_run = ?, enabled = ?, manual_run_pending = ?, chunk_size = ?, updated_at = ?
 			WHERE id = ?`,
 			s.Name, s.Type, args, int64(s.Frequency), s.Cron, int64(s.Timeout), s.Site,
-			s.SingleRun, s.Enabled, s.ManualRunPending, micros(now), s.ID)
+			s.SingleRun, s.Enabled, s.ManualRunPending, s.ChunkSize, micros(now), s.ID)
 		if db.dialect.violation(err) == UniqueViolation {
 			return scanfleet.Errorf(scanfleet.ECONFLICT, "scan %q already exists", s.Name)
 		} else if err != nil {
@@ -235,19 +235,38 @@ func (db *DB) UpdateScan(ctx context.Context, s *scanfleet.Scan) error {
 	return wrap("update scan", err)
 }
 
-// DeleteScan removes the scan and its workspace links. Its tasks stay, with
-// their scan_id as it was.
-func (db *DB) DeleteScan(ctx context.Context, id string) error {
-	res, err := db.exec(ctx, db.write, "DELETE FROM scans WHERE id = ?", id)
+// DeleteScan removes the scan and its workspace links, and cancels its
+// tasks that are not done: those not started end cancelled at once; started
+// ones are flagged for their workers to stop and returned, so that the
+// caller can tell the workers. Done tasks stay, with their scan_id as it
+// was. It touches no other scan's tasks.
+func (db *DB) DeleteScan(ctx context.Context, id string, now time.Time) ([]*scanfleet.Task, error) {
+	now = truncTime(now)
+	var started []*scanfleet.Task
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := db.exec(ctx, tx, "DELETE FROM scans WHERE id = ?", id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return errScanNotFound(id)
+		}
+		if _, err := db.exec(ctx, tx, `UPDATE tasks SET status = 'cancelled', cancelled_at = ?, updated_at = ?,
+			error = 'cancelled: its scan was deleted' WHERE scan_id = ? AND status IN ('created', 'queued', 'requested')`,
+			micros(now), micros(now), id); err != nil {
+			return err
+		}
+		rows, err := db.query(ctx, tx, "UPDATE tasks SET cancel_requested = TRUE, updated_at = ? WHERE scan_id = ? AND status = 'started' RETURNING "+taskColumns,
+			micros(now), id)
+		started, err = scanAll(rows, err, scanTask)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("delete scan: %w", err)
+		return nil, wrap("delete scan", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("delete scan: %w", err)
-	} else if n == 0 {
-		return errScanNotFound(id)
-	}
-	return nil
+	return started, nil
 }
 
 // CreateScanTasks stores the tasks of one run of the scan and marks the run

@@ -85,7 +85,8 @@ var scanTests = map[string]func(*testing.T, scanfleet.Store){
 		sc := newScan("x", "a")
 		sc.ID = id
 		requireCode(t, s.UpdateScan(ctx, sc), scanfleet.ENOTFOUND, msg)
-		requireCode(t, s.DeleteScan(ctx, id), scanfleet.ENOTFOUND, msg)
+		_, err = s.DeleteScan(ctx, id, t0)
+		requireCode(t, err, scanfleet.ENOTFOUND, msg)
 		requireCode(t, s.CreateScanTasks(ctx, id, []*scanfleet.Task{newTask("a", scanfleet.TaskCreated, t0)}, t0), scanfleet.ENOTFOUND, msg)
 		tasks, _, err := s.ListTasks(ctx, scanfleet.TaskFilter{})
 		require.NoError(t, err)
@@ -185,20 +186,49 @@ var scanTests = map[string]func(*testing.T, scanfleet.Store){
 		_, _, err := s.ListScans(ctx, scanfleet.ScanFilter{Page: scanfleet.Page{Cursor: "bm9wZQ"}})
 		requireCode(t, err, scanfleet.EINVALID)
 	},
-	"DeleteKeepsTasks": func(t *testing.T, s scanfleet.Store) {
+	"DeleteCancelsPendingKeepsDone": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
 		createWorkspace(t, s, "a")
 		sc := newScan("nightly", "a")
 		require.NoError(t, s.CreateScan(ctx, sc))
-		task := newTask("a", scanfleet.TaskCreated, t0)
-		task.ScanID = sc.ID
-		require.NoError(t, s.CreateScanTasks(ctx, sc.ID, []*scanfleet.Task{task}, t0))
-		require.NoError(t, s.DeleteScan(ctx, sc.ID))
-		_, err := s.FindScan(ctx, sc.ID)
+		other := newScan("other", "a")
+		require.NoError(t, s.CreateScan(ctx, other))
+		var tasks []*scanfleet.Task
+		for _, st := range []scanfleet.TaskStatus{scanfleet.TaskFinished, scanfleet.TaskCreated, scanfleet.TaskQueued, scanfleet.TaskRequested} {
+			task := newTask("a", st, t0)
+			task.ScanID = sc.ID
+			tasks = append(tasks, task)
+		}
+		require.NoError(t, s.CreateScanTasks(ctx, sc.ID, tasks, t0))
+		started := claim(t, s, createTasks(t, s, func() *scanfleet.Task {
+			task := requestedTask("a", scanfleet.PoolExternal, "", "noop")
+			task.ScanID = sc.ID
+			return task
+		}())[0], "w1", t0)
+		theirs := newTask("a", scanfleet.TaskCreated, t0)
+		theirs.ScanID = other.ID
+		require.NoError(t, s.CreateScanTasks(ctx, other.ID, []*scanfleet.Task{theirs}, t0))
+
+		flagged, err := s.DeleteScan(ctx, sc.ID, at(time.Minute))
+		require.NoError(t, err)
+		require.Len(t, flagged, 1)
+		require.Equal(t, started.ID, flagged[0].ID)
+		require.True(t, flagged[0].CancelRequested)
+		_, err = s.FindScan(ctx, sc.ID)
 		requireCode(t, err, scanfleet.ENOTFOUND)
-		got, err := s.FindTask(ctx, task.ID)
+		got, err := s.FindTask(ctx, tasks[0].ID)
 		require.NoError(t, err)
 		require.Equal(t, sc.ID, got.ScanID, "the task still says which scan made it")
+		require.Equal(t, scanfleet.TaskFinished, got.Status, "a done task stays as it was")
+		for _, task := range tasks[1:] {
+			got, err := s.FindTask(ctx, task.ID)
+			require.NoError(t, err)
+			require.Equal(t, scanfleet.TaskCancelled, got.Status, "was %s", task.Status)
+			require.Contains(t, got.Error, "scan was deleted")
+		}
+		got, err = s.FindTask(ctx, theirs.ID)
+		require.NoError(t, err)
+		require.Equal(t, scanfleet.TaskCreated, got.Status, "another scan's task is not touched")
 		_, err = s.FindWorkspace(ctx, "a")
 		require.NoError(t, err)
 		// The name is free again.

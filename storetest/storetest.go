@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore NewStoreFunc) {
 		{"Lease", leaseTests},
 		{"Worker", workerTests},
 		{"Artifact", artifactTests},
+		{"Schedule", scheduleTests},
 		{"Store", storeTests},
 	} {
 		t.Run(group.name, func(t *testing.T) {

@@ -269,7 +269,9 @@ var taskTests = map[string]func(*testing.T, scanfleet.Store){
 					want := *before
 					want.Status = to
 					want.UpdatedAt = now
-					*statusTime(&want, to) = &now
+					if f := statusTime(&want, to); f != nil {
+						*f = &now // created has no time of its own
+					}
 					requireTask(t, &want, got)
 				} else {
 					requireCode(t, err, scanfleet.ECONFLICT, fmt.Sprintf("task %s is %s; it cannot become %s", before.ID, from, to))
