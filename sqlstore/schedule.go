@@ -193,7 +193,9 @@ func (db *DB) DeleteWebhook(ctx context.Context, workspace string) error {
 	return nil
 }
 
-// EnqueueDeliveries implements scanfleet.WebhookStore.
+// EnqueueDeliveries implements scanfleet.WebhookStore. A delivery whose id
+// is already stored is skipped: events carry ids made from what they are
+// about, so one seen twice is sent once.
 func (db *DB) EnqueueDeliveries(ctx context.Context, ds []*scanfleet.Delivery) error {
 	if len(ds) == 0 {
 		return nil
@@ -228,7 +230,8 @@ func (db *DB) EnqueueDeliveries(ctx context.Context, ds []*scanfleet.Delivery) e
 			d.CreatedAt = truncTime(d.CreatedAt)
 			d.UpdatedAt, d.NextAt, d.Status = d.CreatedAt, d.CreatedAt, scanfleet.DeliveryPending
 			_, err := db.exec(ctx, tx, `INSERT INTO webhook_deliveries (id, workspace_id, event, payload, status, attempts, next_at,
-				last_code, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, 0, '', ?, ?)`,
+				last_code, last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, 0, '', ?, ?)
+				ON CONFLICT (id) DO NOTHING`,
 				d.ID, ids[d.Workspace], d.Event, string(d.Payload), d.Status, micros(d.NextAt), micros(d.CreatedAt), micros(d.UpdatedAt))
 			if err != nil {
 				return fmt.Errorf("enqueue deliveries: %w", err)
