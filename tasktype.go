@@ -303,6 +303,8 @@ func jsonText(v any) string {
 
 // ParsePortList parses a port list given as "22,80,8000-8100" or as a JSON
 // array of ports and ranges, and returns the sorted, de-duplicated ports.
+// A part may also name a set of ports: "top-100,8080,9000-9100" (see
+// TopPorts for the sets).
 func ParsePortList(v any) ([]uint16, error) {
 	var parts []string
 	switch x := v.(type) {
@@ -334,6 +336,17 @@ func ParsePortList(v any) ([]uint16, error) {
 	n := 0
 	for _, part := range parts {
 		part = strings.TrimSpace(part)
+		if named, ok, err := namedPorts(part); err != nil {
+			return nil, err
+		} else if ok {
+			for _, p := range named {
+				if !set[p] {
+					set[p] = true
+					n++
+				}
+			}
+			continue
+		}
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := parsePort(lo)
 		if err != nil {

@@ -1,9 +1,12 @@
 package scanfleet
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +93,7 @@ func TestValidateArgs(t *testing.T) {
 		{"port list sorted and merged", `{"name": "x", "ports": "8080, 80,81-85,22,86,80"}`, map[string]any{"name": "x", "ports": "22,80-86,8080"}},
 		{"port list array", `{"name": "x", "ports": [443, "22", "8000-8002", 80]}`, map[string]any{"name": "x", "ports": "22,80,443,8000-8002"}},
 		{"all ports", `{"name": "x", "ports": "1-65535"}`, map[string]any{"name": "x", "ports": "1-65535"}},
+		{"named port set stored expanded", `{"name": "x", "ports": "top-10,8080"}`, map[string]any{"name": "x", "ports": "21-23,25,80,110,139,443,445,3389,8080"}},
 		{"duration", `{"name": "x", "sleep": "5m"}`, map[string]any{"name": "x", "sleep": "5m0s"}},
 		{"zero duration", `{"name": "x", "sleep": "0"}`, map[string]any{"name": "x", "sleep": "0s"}},
 	}
@@ -225,7 +229,20 @@ func TestParsePortList(t *testing.T) {
 		{"trailing comma", "22,", `"" is not a port between 1 and 65535`},
 		{"open range", "80-", `"" is not a port between 1 and 65535`},
 		{"double range", "1-2-3", `"2-3" is not a port between 1 and 65535`},
-		{"name", "http", `"http" is not a port between 1 and 65535`},
+		{"top-100 combined", "top-100,8080,9000-9100", topPlus(100, 8080, 9000, 9100)},
+		{"top-1000", "top-1000", topPlus(1000)},
+		{"top-100 inside top-1000", "top-1000,top-100", topPlus(1000)},
+		{"named sets ignore case and spaces", " TOP-10 , All ", "1-65535"},
+		{"all", "all", "1-65535"},
+		{"named set in array", []any{"top-10", float64(1)}, "1,21-23,25,80,110,139,443,445,3389"},
+		{"top-1", "top-1", "80"},
+
+		{"name", "http", `"http" is not a port, a range or a named port set (top-100, top-1000, all)`},
+		{"top-0", "top-0", `"top-0" is not a named port set: top-N takes N from 1 to 1000`},
+		{"top beyond the table", "top-1001", `"top-1001" is not a named port set: top-N takes N from 1 to 1000`},
+		{"top with a leading zero", "top-010", `"top-010" is not a named port set: top-N takes N from 1 to 1000`},
+		{"top without n", "top-", `"top-" is not a named port set: top-N takes N from 1 to 1000`},
+		{"named set in a range", "all-80", `"all-80" is not a port, a range or a named port set (top-100, top-1000, all)`},
 		{"empty array", []any{}, "port list is empty"},
 		{"fraction in array", []any{80.5}, `"80.5" is not a port between 1 and 65535`},
 		{"bool in array", []any{true}, `item 0: true is not a port`},
@@ -248,6 +265,86 @@ func TestParsePortList(t *testing.T) {
 	}
 }
 
+// topPlus formats the n top ports with extra ports and the ranges between
+// pairs of them: topPlus(100, 8080, 9000, 9100) is top-100,8080,9000-9100.
+func topPlus(n int, extra ...uint16) string {
+	ports := TopPorts(n)
+	if len(extra)%2 == 1 {
+		ports = append(ports, extra[0])
+		extra = extra[1:]
+	}
+	for i := 0; i < len(extra); i += 2 {
+		for p := extra[i]; p <= extra[i+1]; p++ {
+			ports = append(ports, p)
+		}
+	}
+	slices.Sort(ports)
+	return FormatPortList(slices.Compact(ports))
+}
+
+func TestTopPorts(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, []uint16{80, 23, 443, 21, 22}, TopPorts(5), "nmap's frequency order, not port order")
+	require.Len(t, TopPorts(100), 100)
+	require.Len(t, TopPorts(MaxTopPorts+5), MaxTopPorts)
+	require.Empty(t, TopPorts(-1))
+	top := TopPorts(MaxTopPorts)
+	seen := map[uint16]bool{}
+	for i, p := range top {
+		require.NotZero(t, p)
+		require.False(t, seen[p], "port %d listed twice", p)
+		seen[p] = true
+		require.Equal(t, i, PortRank(p))
+	}
+	require.Equal(t, MaxTopPorts, PortRank(0))
+	require.Equal(t, MaxTopPorts, PortRank(65534), "not in the table")
+	top[0] = 1
+	require.Equal(t, uint16(80), TopPorts(1)[0], "TopPorts returns a copy")
+}
+
+// TestTopPortsMatchNmapServices checks the committed table against the
+// nmap-services file it was generated from, where nmap is installed: the
+// tcp entries by open-frequency, ties in port order.
+func TestTopPortsMatchNmapServices(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("/usr/share/nmap/nmap-services")
+	if err != nil {
+		t.Skipf("nmap-services is not installed (apt-get install nmap): %v", err)
+	}
+	type entry struct {
+		port uint16
+		freq float64
+	}
+	var entries []entry
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		num, ok := strings.CutSuffix(f[1], "/tcp")
+		if !ok {
+			continue
+		}
+		port, err := strconv.ParseUint(num, 10, 16)
+		require.NoError(t, err, line)
+		freq, err := strconv.ParseFloat(f[2], 64)
+		require.NoError(t, err, line)
+		entries = append(entries, entry{uint16(port), freq})
+	}
+	slices.SortStableFunc(entries, func(a, b entry) int {
+		if c := cmp.Compare(b.freq, a.freq); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.port, b.port)
+	})
+	require.Greater(t, len(entries), MaxTopPorts)
+	want := make([]uint16, MaxTopPorts)
+	for i := range want {
+		want[i] = entries[i].port
+	}
+	require.Equal(t, want, TopPorts(MaxTopPorts), "regenerate topTCPPorts with the command in ports.go")
+}
+
 func TestFormatPortList(t *testing.T) {
 	t.Parallel()
 	require.Empty(t, FormatPortList(nil))
@@ -257,7 +354,8 @@ func TestFormatPortList(t *testing.T) {
 }
 
 func FuzzParsePortList(f *testing.F) {
-	for _, s := range []string{"22,80,8000-8100", "1-65535", " 22 , 80 - 82 ", "8100-8000", "0", "65536", "", "22,,80", "1-2-3", "+80", "-1", "80-80,79,81"} {
+	for _, s := range []string{"22,80,8000-8100", "1-65535", " 22 , 80 - 82 ", "8100-8000", "0", "65536", "", "22,,80", "1-2-3", "+80", "-1", "80-80,79,81",
+		"top-100,8080,9000-9100", "top-1000", "all", "TOP-10,all", "top-0", "top-1001", "top-010", "top-", "all-80", "http"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
