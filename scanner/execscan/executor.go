@@ -116,7 +116,7 @@ func New(m *Manifest, cfg Config) (*Executor, error) {
 	cfg = cfg.WithDefaults()
 	e := &Executor{m: m, tt: m.TaskType(), cfg: cfg, maxLine: cmp.Or(m.MaxLineBytes, cfg.MaxLineBytes)}
 	if err := e.tt.Validate(); err != nil {
-		return nil, fmt.Errorf("executor %s: %s", m.Name, scanfleet.ErrorMessage(err))
+		return nil, fmt.Errorf("executor %s: %s", m.Name, errText(err))
 	}
 	e.fixedEnv = []string{
 		"PATH=" + cmp.Or(os.Getenv("PATH"), "/usr/local/bin:/usr/bin:/bin"),
@@ -154,7 +154,7 @@ func (e *Executor) Manifest() *Manifest { return e.m }
 func (e *Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
 	args, err := e.tt.ValidateArgs(in.Args)
 	if err != nil {
-		return errors.New(scanfleet.ErrorMessage(err))
+		return errors.New(errText(err))
 	}
 	matcher, err := in.Matcher()
 	if err != nil {
@@ -176,15 +176,14 @@ func (e *Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfle
 	if err != nil {
 		return err
 	}
+	o := &output{env: env, maxLine: e.maxLine, skipInvalid: e.m.SkipInvalidLines}
+	defer setResults(env, o)
 	for i, argv := range e.m.CheckCmds {
 		if err := e.check(ctx, i, argv, environ, env); err != nil {
 			return err
 		}
 	}
-	o := &output{env: env, maxLine: e.maxLine, skipInvalid: e.m.SkipInvalidLines}
-	err = e.run(ctx, in, environ, o, env)
-	setResults(env, o)
-	return err
+	return e.run(ctx, in, environ, o, env)
 }
 
 func setResults(env scanfleet.ExecEnv, o *output) {
@@ -342,6 +341,9 @@ func (e *Executor) check(ctx context.Context, i int, argv []string, environ []st
 	}
 	if text == "" {
 		text = "(no output)"
+	} else if len(text) > 2000 {
+		// The whole output is in the log; the task's error stays short.
+		text = logText([]byte(text[:2000]), len(text)-2000)
 	}
 	return fmt.Errorf("preflight %s failed: %v: %s", name, err, text)
 }

@@ -359,7 +359,7 @@ func parseManifest(data []byte, dir string) (*Manifest, []string) {
 		// The task type checks what only it knows: defaults against
 		// their types, integer bounds.
 		if err := m.TaskType().Validate(); err != nil {
-			fail("arguments", "%s", strings.TrimPrefix(scanfleet.ErrorMessage(err), "task type "+m.Name+": "))
+			fail("arguments", "%s", strings.TrimPrefix(errText(err), "task type "+m.Name+": "))
 		}
 	}
 	if len(problems) > 0 {
@@ -557,4 +557,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// errText is the message of an application error, or the text of any
+// other: the root package's validation mixes both.
+func errText(err error) string {
+	if scanfleet.ErrorCode(err) == scanfleet.EINTERNAL {
+		return err.Error()
+	}
+	return scanfleet.ErrorMessage(err)
 }
