@@ -275,6 +275,30 @@ func (db *DB) DeleteScan(ctx context.Context, id string, now time.Time) ([]*scan
 func (db *DB) CreateScanTasks(ctx context.Context, scanID string, tasks []*scanfleet.Task, now time.Time) error {
 	now = truncTime(now)
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		// Lock the scan's row (PostgreSQL; SQLite has one writer), so that
+		// two replicas launching the same scan at once cannot both pass
+		// the check below.
+		var locked string
+		if err := db.queryRow(ctx, tx, "SELECT id FROM scans WHERE id = ?"+db.dialect.RowLock, scanID).Scan(&locked); errors.Is(err, sql.ErrNoRows) {
+			return errScanNotFound(scanID)
+		} else if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, t := range tasks {
+			if seen[t.Workspace] {
+				continue
+			}
+			seen[t.Workspace] = true
+			var id string
+			err := db.queryRow(ctx, tx, "SELECT id FROM tasks WHERE scan_id = ? AND workspace = ? "+
+				"AND status IN ('created', 'queued', 'requested', 'started') LIMIT 1", scanID, t.Workspace).Scan(&id)
+			if err == nil {
+				return scanfleet.Errorf(scanfleet.ECONFLICT, "scan %s already has a run in flight in workspace %s (task %s)", scanID, t.Workspace, id)
+			} else if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		res, err := db.exec(ctx, tx, `UPDATE scans SET last_run_at = ?, manual_run_pending = FALSE,
 			enabled = CASE WHEN single_run THEN FALSE ELSE enabled END, updated_at = ?
 			WHERE id = ?`, micros(now), micros(now), scanID)

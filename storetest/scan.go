@@ -273,13 +273,15 @@ var scanTests = map[string]func(*testing.T, scanfleet.Store){
 		requireTimePtr(t, &run, got.LastRunAt, "last_run_at")
 
 		// One transaction: a bad task leaves the scan as it was.
+		third := newScan("third", "a")
+		require.NoError(t, s.CreateScan(ctx, third))
 		later := at(2 * time.Hour)
 		bad := []*scanfleet.Task{newTask("a", scanfleet.TaskCreated, later), newTask("ghost", scanfleet.TaskCreated, later)}
-		err = s.CreateScanTasks(ctx, repeat.ID, bad, later)
+		err = s.CreateScanTasks(ctx, third.ID, bad, later)
 		requireCode(t, err, scanfleet.EINVALID, `task workspace: workspace "ghost" does not exist`)
-		got, err = s.FindScan(ctx, repeat.ID)
+		got, err = s.FindScan(ctx, third.ID)
 		require.NoError(t, err)
-		requireTimePtr(t, &run, got.LastRunAt, "last_run_at")
+		require.Nil(t, got.LastRunAt)
 		_, err = s.FindTask(ctx, bad[0].ID)
 		requireCode(t, err, scanfleet.ENOTFOUND)
 	},

@@ -70,6 +70,18 @@ var scheduleTests = map[string]func(*testing.T, scanfleet.Store){
 		inFlight, _, err = s.ScanRunState(ctx, sc.ID, "b")
 		require.NoError(t, err)
 		require.Equal(t, running.ID, inFlight.ID)
+
+		// A second run where one is in flight is refused whole; where none
+		// is, it goes ahead.
+		again := newTask("b", scanfleet.TaskCreated, t0)
+		again.ScanID = sc.ID
+		fresh := newTask("a", scanfleet.TaskCreated, t0)
+		fresh.ScanID = sc.ID
+		err = s.CreateScanTasks(ctx, sc.ID, []*scanfleet.Task{fresh, again}, at(3*time.Hour))
+		requireCode(t, err, scanfleet.ECONFLICT)
+		_, err = s.FindTask(ctx, fresh.ID)
+		requireCode(t, err, scanfleet.ENOTFOUND)
+		require.NoError(t, s.CreateScanTasks(ctx, sc.ID, []*scanfleet.Task{fresh}, at(3*time.Hour)))
 	},
 	"Lease": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
