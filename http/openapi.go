@@ -37,6 +37,11 @@ var operations = []operation{
 	{method: "PUT", path: "/api/v1/workspaces/{ws}/cloud", summary: "Replace the workspace's cloud environment; validated and analysed before it is stored.", role: "operator", body: "CloudEnvDoc", status: 200, response: "CloudEnv"},
 	{method: "GET", path: "/api/v1/workspaces/{ws}/attack", summary: "Which VMs can attack ?vm_id=: sorted ids; transitive (lateral movement) unless mode=direct (one hop) or mode=tag (surfacescan's tag closure).", role: "viewer", params: []string{"vm_id", "mode"}, status: 200, response: "VMIDs"},
 
+	{method: "GET", path: "/api/v1/workspaces/{ws}/webhook", summary: "The workspace's webhook (never its secret).", role: "viewer", status: 200, response: "Webhook"},
+	{method: "PUT", path: "/api/v1/workspaces/{ws}/webhook", summary: "Set the webhook that receives task.failed and scan.finished events, signed with HMAC-SHA256 (X-Scanfleet-Signature); without a secret one is made and shown once.", role: "operator", body: "WebhookPut", status: 200, response: "Webhook"},
+	{method: "DELETE", path: "/api/v1/workspaces/{ws}/webhook", summary: "Remove the workspace's webhook.", role: "operator", status: 204},
+	{method: "GET", path: "/api/v1/workspaces/{ws}/webhook/deliveries", summary: "The webhook's delivery log, newest first: each event, its attempts, last answer and error.", role: "viewer", params: []string{"limit"}, status: 200, response: "DeliveryList"},
+
 	{method: "GET", path: "/api/v1/scans", summary: "List scans.", role: "viewer", params: []string{"workspace", "type", "enabled", "cursor", "limit"}, status: 200, response: "ScanList"},
 	{method: "POST", path: "/api/v1/scans", summary: "Create a scan; args are validated against the task type.", role: "operator", body: "ScanCreate", status: 201, response: "Scan"},
 	{method: "GET", path: "/api/v1/scans/{id}", summary: "Get a scan.", role: "viewer", status: 200, response: "Scan"},

@@ -37,6 +37,9 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	require.NoError(t, err)
 	served := map[string]bool{}
 	err = chi.Walk(srv.Handler().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if route == "/*" {
+			return nil // the web UI, mounted at the root: pages, not API
+		}
 		served[method+" "+strings.TrimSuffix(strings.ReplaceAll(route, "/*/", "/"), "/")] = true
 		return nil
 	})

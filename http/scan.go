@@ -134,38 +134,19 @@ func (s *Server) handleDeleteScan(w http.ResponseWriter, r *http.Request) {
 // handleRunScan creates the tasks of one run of the scan now: one per
 // workspace. It answers with the tasks.
 func (s *Server) handleRunScan(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	scan, err := s.store.FindScan(ctx, pathValue(r, "id"))
+	created, inFlight, err := s.startRun(r.Context(), pathValue(r, "id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	tt, err := s.registry.Lookup(scan.Type)
-	if err != nil {
-		s.writeError(w, r, scanfleet.Errorf(scanfleet.ECONFLICT, "scan %s has task type %q, which this server does not know", scan.ID, scan.Type))
+	if len(created) == 0 && len(inFlight) > 0 {
+		// A run is in flight: answered with it, nothing started twice.
+		writeJSON(w, http.StatusOK, map[string]any{"tasks": inFlight, "in_flight": true})
 		return
 	}
-	workspaces := make([]*scanfleet.Workspace, 0, len(scan.Workspaces))
-	for _, name := range scan.Workspaces {
-		ws, err := s.store.FindWorkspace(ctx, name)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		workspaces = append(workspaces, ws)
+	s.metrics.tasksCreated.Add(float64(len(created)))
+	if created == nil {
+		created = []*scanfleet.Task{}
 	}
-	now := s.cfg.Now()
-	tasks, err := scanfleet.NewScanTasks(scan, tt, workspaces, now)
-	if err == nil {
-		err = s.store.CreateScanTasks(ctx, scan.ID, tasks, now)
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	s.metrics.tasksCreated.Add(float64(len(tasks)))
-	if s.cfg.TasksCreated != nil {
-		s.cfg.TasksCreated()
-	}
-	writeJSON(w, http.StatusCreated, map[string]any{"tasks": tasks})
+	writeJSON(w, http.StatusCreated, map[string]any{"tasks": created, "in_flight": inFlight != nil})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/scheduler"
 )
 
 // Config configures a Server.
@@ -51,6 +52,10 @@ type Config struct {
 	// OnRevoke is called after a worker was revoked, to close its NATS
 	// connections. Optional.
 	OnRevoke func(ctx context.Context, w *scanfleet.Worker) error
+	// RunScan starts a run of a scan now (the scheduler's RunNow): the
+	// tasks it created, and those of a run already in flight. Default: a
+	// scheduler of this server's own, without capacity limits.
+	RunScan func(ctx context.Context, scanID string) (created, inFlight []*scanfleet.Task, err error)
 	// TasksCreated is called after a request created tasks, to route them
 	// at once. Optional.
 	TasksCreated func()
@@ -91,6 +96,7 @@ type Server struct {
 	cfg      Config
 	store    scanfleet.Store
 	registry *scanfleet.Registry
+	startRun func(ctx context.Context, scanID string) (created, inFlight []*scanfleet.Task, err error)
 	logger   *slog.Logger
 	router   chi.Router
 	metrics  *metrics
@@ -122,6 +128,14 @@ func NewServer(store scanfleet.Store, registry *scanfleet.Registry, cfg Config) 
 		workers: map[string]cachedWorker{},
 	}
 	s.metrics = newMetrics(store)
+	s.startRun = cfg.RunScan
+	if s.startRun == nil {
+		sch, err := scheduler.New(store, registry, scheduler.Config{TasksCreated: cfg.TasksCreated, Logger: cfg.Logger, Now: cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		s.startRun = sch.RunNow
+	}
 	s.router = s.routes()
 	return s, nil
 }
@@ -221,6 +235,10 @@ func (s *Server) routes() chi.Router {
 		viewer.Get("/workspaces/{ws}/cloud", s.handleGetCloud)
 		operator.Put("/workspaces/{ws}/cloud", s.handlePutCloud)
 		viewer.Get("/workspaces/{ws}/attack", s.handleAttack)
+		viewer.Get("/workspaces/{ws}/webhook", s.handleGetWebhook)
+		operator.Put("/workspaces/{ws}/webhook", s.handlePutWebhook)
+		operator.Delete("/workspaces/{ws}/webhook", s.handleDeleteWebhook)
+		viewer.Get("/workspaces/{ws}/webhook/deliveries", s.handleListDeliveries)
 
 		viewer.Get("/scans", s.handleListScans)
 		operator.Post("/scans", s.handleCreateScan)

@@ -479,3 +479,28 @@ func TestSubmitTask(t *testing.T) {
 	r = e.jsonReq("POST", "/api/v1/tasks", e.viewer, map[string]any{"type": "noop", "workspace": "acme"})
 	require.Equal(t, http.StatusForbidden, r.status)
 }
+
+func TestWebhookRoutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sfhttp.Config{})
+	e.createWorkspace("acme", "10.0.0.0/24")
+	r := e.jsonReq("GET", "/api/v1/workspaces/acme/webhook", e.viewer, nil)
+	require.Equal(t, http.StatusNotFound, r.status)
+	r = e.jsonReq("PUT", "/api/v1/workspaces/acme/webhook", e.viewer, map[string]any{"url": "https://hooks.example/x"})
+	require.Equal(t, http.StatusForbidden, r.status)
+	r = e.jsonReq("PUT", "/api/v1/workspaces/acme/webhook", e.operator, map[string]any{"url": "gopher://x"})
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.errorMessage(t), "url")
+	r = e.jsonReq("PUT", "/api/v1/workspaces/acme/webhook", e.operator, map[string]any{"url": "https://hooks.example/x", "events": []string{"task.failed"}})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	secret, _ := r.json(t)["secret"].(string)
+	require.NotEmpty(t, secret, "a made secret is shown once")
+	r = e.jsonReq("GET", "/api/v1/workspaces/acme/webhook", e.viewer, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.NotContains(t, string(r.body), secret)
+	require.Equal(t, "https://hooks.example/x", r.json(t)["url"])
+	r = e.jsonReq("GET", "/api/v1/workspaces/acme/webhook/deliveries", e.viewer, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	r = e.jsonReq("DELETE", "/api/v1/workspaces/acme/webhook", e.operator, nil)
+	require.Equal(t, http.StatusNoContent, r.status)
+}
