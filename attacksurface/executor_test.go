@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,27 +11,9 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/attacksurface"
+	"github.com/scanfleet/scanfleet/scanner"
 	"github.com/scanfleet/scanfleet/sqlite"
 )
-
-// sink collects what an executor emits, as a worker would.
-type sink struct {
-	mu      sync.Mutex
-	records []map[string]any
-	logs    []string
-	done    int64
-	data    scanfleet.TaskData
-}
-
-func (s *sink) Emit(_ context.Context, r map[string]any) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.records = append(s.records, r)
-	return nil
-}
-func (s *sink) Log(line string)            { s.logs = append(s.logs, line) }
-func (s *sink) Progress(done, total int64) { s.done = done }
-func (s *sink) Data() scanfleet.TaskData   { return s.data }
 
 // TestExecutor runs the attack-surface executor over an environment stored
 // in a real SQLite store and checks that its findings are valid records.
@@ -51,26 +32,24 @@ func TestExecutor(t *testing.T) {
 	require.Equal(t, scanfleet.PoolInternal, ex.TaskType().Pool())
 	args, err := ex.TaskType().ValidateArgs(map[string]any{})
 	require.NoError(t, err)
-	s := &sink{data: store}
+	s := &scanner.LocalEnv{TaskData: store} // validates each record as ingest does
 	require.NoError(t, ex.Run(ctx, &scanfleet.TaskInput{Workspace: "acme", Args: args}, s))
-	require.Len(t, s.records, 2)
-	require.EqualValues(t, 2, s.done)
-	var recs []scanfleet.Record
-	for _, r := range s.records {
-		rec, err := scanfleet.NewRecord(r)
-		require.NoError(t, err)
+	recs := s.Records()
+	require.Len(t, recs, 2)
+	done, _ := s.LastProgress()
+	require.EqualValues(t, 2, done)
+	for _, rec := range recs {
 		require.Equal(t, scanfleet.KindFinding, rec.Kind)
-		recs = append(recs, rec)
 	}
 	res, err := store.UpsertRecords(ctx, "acme", "", recs, time.Now())
 	require.NoError(t, err)
 	require.Equal(t, 2, res.New)
 
 	// Without task data access the executor refuses clearly.
-	err = ex.Run(ctx, &scanfleet.TaskInput{Workspace: "acme", Args: args}, &sink{})
+	err = ex.Run(ctx, &scanfleet.TaskInput{Workspace: "acme", Args: args}, &scanner.LocalEnv{})
 	require.ErrorContains(t, err, "task data")
 	// A workspace without an environment is an error that says so.
 	require.NoError(t, store.CreateWorkspace(ctx, &scanfleet.Workspace{Name: "bare"}))
-	err = ex.Run(ctx, &scanfleet.TaskInput{Workspace: "bare", Args: args}, &sink{data: store})
+	err = ex.Run(ctx, &scanfleet.TaskInput{Workspace: "bare", Args: args}, &scanner.LocalEnv{TaskData: store})
 	require.True(t, strings.Contains(err.Error(), "no cloud environment"), err.Error())
 }
