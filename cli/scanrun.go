@@ -243,7 +243,11 @@ func summary(res map[string]any) string {
 			parts = append(parts, fmt.Sprintf("%s %v", k, v))
 		}
 	}
-	if counts, ok := res["status"].(map[string]any); ok {
+	counts, ok := res["counts"].(map[string]any)
+	if !ok {
+		counts, ok = res["status"].(map[string]any)
+	}
+	if ok {
 		keys := make([]string, 0, len(counts))
 		for k := range counts {
 			keys = append(keys, k)

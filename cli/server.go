@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	sfhttp "github.com/scanfleet/scanfleet/http"
 	"github.com/scanfleet/scanfleet/postgres"
 	"github.com/scanfleet/scanfleet/router"
+	"github.com/scanfleet/scanfleet/scheduler"
 	"github.com/scanfleet/scanfleet/sqlite"
 )
 
@@ -82,6 +84,9 @@ func (a *app) serverCommand() *cobra.Command {
 		natsOn           bool
 		natsAddr         string
 		natsURL          string
+		schedInterval    time.Duration
+		maxActive        []string
+		maxActiveTotal   int
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -105,6 +110,9 @@ admin API token and prints it once.`,
 	cmd.Flags().StringVar(&natsURL, "nats-url", "", "nats://… URL of an external NATS cluster with JetStream, instead of the embedded server")
 	cmd.Flags().DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "how long a worker holds a task without renewing it; a lapsed lease puts the task back for another attempt")
 	cmd.Flags().IntVar(&localConcurrency, "local-concurrency", 4, "tasks each in-process worker runs at once")
+	cmd.Flags().DurationVar(&schedInterval, "schedule-interval", 5*time.Second, "how often the scheduler looks for scans that are due")
+	cmd.Flags().StringSliceVar(&maxActive, "max-active", nil, "most tasks a pool may have routed or running at once, e.g. baremetal=5 (repeat); more wait queued")
+	cmd.Flags().IntVar(&maxActiveTotal, "max-active-total", 0, "most tasks routed or running at once over all pools; 0 is no limit")
 	envHelp(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		var level slog.Level
@@ -120,10 +128,20 @@ admin API token and prints it once.`,
 			return fmt.Errorf("open store (%s): %w", sf.describe(), err)
 		}
 		defer store.Close()
+		caps, err := parsePoolCounts("--max-active", maxActive)
+		if err != nil {
+			return err
+		}
 		var rt *router.Router
+		reg := registry()
+		sched, err := scheduler.New(store, reg, scheduler.Config{Interval: schedInterval, MaxActive: caps,
+			MaxActiveTotal: maxActiveTotal, TasksCreated: func() { rt.Wake() }, Logger: logger})
+		if err != nil {
+			return usageError{err}
+		}
 		hcfg := sfhttp.Config{
 			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
-			TasksCreated: func() { rt.Wake() }, Lease: lease,
+			TasksCreated: func() { rt.Wake() }, Lease: lease, RunScan: sched.RunNow,
 		}
 		rcfg := router.Config{Logger: logger}
 		var queue *natsQueue
@@ -135,7 +153,7 @@ admin API token and prints it once.`,
 			hcfg.WorkerNATSURL, hcfg.Commands, hcfg.OnEnrol, hcfg.OnRevoke = queue.url, queue, queue.OnEnrol, queue.OnRevoke
 			rcfg.Dispatcher = queue
 		}
-		srv, err := sfhttp.NewServer(store, registry(), hcfg)
+		srv, err := sfhttp.NewServer(store, reg, hcfg)
 		if err != nil {
 			return usageError{err}
 		}
@@ -163,6 +181,10 @@ admin API token and prints it once.`,
 			return err
 		}
 		defer rt.Stop()
+		if err := sched.Start(context.WithoutCancel(ctx)); err != nil {
+			return err
+		}
+		defer sched.Stop()
 		var lw *localWorkers
 		if localWorkersOn {
 			qurl := ""
@@ -184,6 +206,24 @@ admin API token and prints it once.`,
 		return srv.Stop(sctx)
 	}
 	return cmd
+}
+
+// parsePoolCounts reads "pool=N" pairs of a flag.
+func parsePoolCounts(flag string, pairs []string) (map[scanfleet.Pool]int, error) {
+	out := map[scanfleet.Pool]int{}
+	for _, pair := range pairs {
+		name, n, ok := strings.Cut(pair, "=")
+		pool, err := scanfleet.ParsePool(name)
+		if !ok || err != nil {
+			return nil, usagef("%s %q is not pool=N with pool external, internal or baremetal", flag, pair)
+		}
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 {
+			return nil, usagef("%s %q: %q is not a count", flag, pair, n)
+		}
+		out[pool] = v
+	}
+	return out, nil
 }
 
 // bootstrapToken creates and prints an admin token when the store has none,

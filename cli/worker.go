@@ -23,6 +23,8 @@ import (
 	"github.com/scanfleet/scanfleet/scanner/dnsscan"
 	"github.com/scanfleet/scanfleet/scanner/httpprobe"
 	"github.com/scanfleet/scanfleet/scanner/noop"
+	"github.com/scanfleet/scanfleet/scanner/portscan"
+	"github.com/scanfleet/scanfleet/scanner/synscan"
 	"github.com/scanfleet/scanfleet/scanner/tlsscan"
 	"github.com/scanfleet/scanfleet/scanner/traceroute"
 	"github.com/scanfleet/scanfleet/worker"
@@ -38,7 +40,17 @@ func executors() []scanfleet.Executor {
 		dnsscan.Executor{},
 		tlsscan.Executor{},
 		httpprobe.Executor{},
+		portscanExecutor(),
+		synscan.Executor{},
 	}
+}
+
+func portscanExecutor() scanfleet.Executor {
+	ex, err := portscan.New(portscan.Config{})
+	if err != nil {
+		panic(err) // a bug in the default config
+	}
+	return ex
 }
 
 // executorsFor returns the executors a worker of pool may run.
