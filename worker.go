@@ -22,13 +22,16 @@ type Worker struct {
 	// opened, say), not what it was told.
 	Capabilities []Requirement `json:"capabilities"`
 	Executors    []string      `json:"executors"`
-	Transport    string        `json:"transport"` // "nats" or "http"
-	Concurrency  int           `json:"concurrency"`
-	Running      int           `json:"running"`
-	Draining     bool          `json:"draining"`
-	Hash         string        `json:"-"`
-	CreatedAt    time.Time     `json:"created_at"`
-	LastSeenAt   time.Time     `json:"last_seen_at"`
+	// Types are the task types of the worker's external executors, which
+	// the server learns from the workers that have them.
+	Types       []ExecutorType `json:"types"`
+	Transport   string         `json:"transport"` // "nats" or "http"
+	Concurrency int            `json:"concurrency"`
+	Running     int            `json:"running"`
+	Draining    bool           `json:"draining"`
+	Hash        string         `json:"-"`
+	CreatedAt   time.Time      `json:"created_at"`
+	LastSeenAt  time.Time      `json:"last_seen_at"`
 	// State is derived when the worker is read; see WorkerState.
 	State WorkerState `json:"state"`
 }
@@ -163,6 +166,9 @@ type WorkerStore interface {
 	// DeleteJoinToken revokes a join token; a worker that already
 	// enrolled with it keeps its credential. An unknown id is ENOTFOUND.
 	DeleteJoinToken(ctx context.Context, id string) error
+	// AnnounceWorker replaces what the worker said of itself. An unknown
+	// id is ENOTFOUND.
+	AnnounceWorker(ctx context.Context, id string, a Announcement, now time.Time) error
 	// RevokeWorker deletes a worker and its credential, and ends the
 	// leases of the tasks it holds at now, so that they go to another
 	// worker at the next expiry pass. An unknown id is ENOTFOUND.
@@ -189,8 +195,40 @@ type EnrolRequest struct {
 	Version      string        `json:"version"`
 	Capabilities []Requirement `json:"capabilities"`
 	Executors    []string      `json:"executors"`
-	Transport    string        `json:"transport"`
-	Concurrency  int           `json:"concurrency"`
+	// Types describes the executors the server may not know (external
+	// programs, by their manifests).
+	Types       []ExecutorType `json:"types,omitempty"`
+	Transport   string         `json:"transport"`
+	Concurrency int            `json:"concurrency"`
+}
+
+// ExecutorType is a task type as a worker announces it: the type with its
+// default timeout, which TaskType keeps out of JSON.
+type ExecutorType struct {
+	TaskType
+	Timeout Duration `json:"timeout"`
+}
+
+// NewExecutorType describes t for an announcement.
+func NewExecutorType(t *TaskType) ExecutorType {
+	return ExecutorType{TaskType: *t, Timeout: Duration(t.Timeout)}
+}
+
+// Type returns the task type announced.
+func (e ExecutorType) Type() *TaskType {
+	t := e.TaskType
+	t.Timeout = time.Duration(e.Timeout)
+	return &t
+}
+
+// Announcement is what a worker says of itself each time it starts: its
+// version, detected capabilities and executors, which may have changed
+// since it enrolled.
+type Announcement struct {
+	Version      string         `json:"version"`
+	Capabilities []Requirement  `json:"capabilities"`
+	Executors    []string       `json:"executors"`
+	Types        []ExecutorType `json:"types"`
 }
 
 // EnrolResponse carries the worker's id and credential, shown only here,

@@ -26,7 +26,7 @@ type localWorkers struct {
 	closers []func()
 }
 
-func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, stateDir string, concurrency int, lease time.Duration, natsURL string, logger *slog.Logger) (*localWorkers, error) {
+func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, stateDir string, concurrency int, lease time.Duration, natsURL string, external []scanfleet.Executor, logger *slog.Logger) (*localWorkers, error) {
 	transport := "http"
 	if natsURL != "" {
 		transport = "nats"
@@ -35,7 +35,7 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 	lw := &localWorkers{cancel: cancel}
 	caps := worker.DetectCapabilities()
 	for _, pool := range []scanfleet.Pool{scanfleet.PoolExternal, scanfleet.PoolInternal, scanfleet.PoolBaremetal} {
-		ex, names := executorsFor(pool)
+		ex, names, types := executorsFor(pool, external)
 		if len(ex) == 0 {
 			continue
 		}
@@ -45,7 +45,7 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 		}
 		resp, err := localIdentity(ctx, srv, store, stateDir, sfhttp.EnrolRequest{
 			Name: "local-" + string(pool), Pool: pool, Version: version(),
-			Capabilities: caps, Executors: names, Transport: transport, Concurrency: concurrency,
+			Capabilities: caps, Executors: names, Types: types, Transport: transport, Concurrency: concurrency,
 		})
 		if err != nil {
 			lw.Stop()

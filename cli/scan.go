@@ -245,10 +245,14 @@ func (a *app) scanCommand() *cobra.Command {
 			return err
 		}
 		var res struct {
-			Tasks []*scanfleet.Task `json:"tasks"`
+			Tasks    []*scanfleet.Task `json:"tasks"`
+			InFlight bool              `json:"in_flight"`
 		}
 		if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/scans/"+id+"/run", nil, &res); err != nil {
 			return err
+		}
+		if res.InFlight && ro.output == "table" {
+			fmt.Fprintln(a.stderr, "a run of this scan is in flight: not started again; its tasks:")
 		}
 		return taskTable(res.Tasks...).print(a.stdout, ro.output)
 	}

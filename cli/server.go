@@ -58,10 +58,10 @@ func (f *storeFlags) open(ctx context.Context) (scanfleet.Store, error) {
 }
 
 // registry returns the task types this build knows: those of its built-in
-// executors.
-func registry() *scanfleet.Registry {
+// executors and of the external ones given.
+func registry(external ...scanfleet.Executor) *scanfleet.Registry {
 	var types []*scanfleet.TaskType
-	for _, e := range executors() {
+	for _, e := range append(executors(), external...) {
 		types = append(types, e.TaskType())
 	}
 	reg, err := scanfleet.NewRegistry(types...)
@@ -85,6 +85,7 @@ func (a *app) serverCommand() *cobra.Command {
 		natsAddr         string
 		natsURL          string
 		schedInterval    time.Duration
+		executorsDir     string
 		maxActive        []string
 		maxActiveTotal   int
 	)
@@ -110,6 +111,7 @@ admin API token and prints it once.`,
 	cmd.Flags().StringVar(&natsURL, "nats-url", "", "nats://… URL of an external NATS cluster with JetStream, instead of the embedded server")
 	cmd.Flags().DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "how long a worker holds a task without renewing it; a lapsed lease puts the task back for another attempt")
 	cmd.Flags().IntVar(&localConcurrency, "local-concurrency", 4, "tasks each in-process worker runs at once")
+	cmd.Flags().StringVar(&executorsDir, "executors-dir", "", "directory of external executors for the in-process workers (see executors/README.md)")
 	cmd.Flags().DurationVar(&schedInterval, "schedule-interval", 5*time.Second, "how often the scheduler looks for scans that are due")
 	cmd.Flags().StringSliceVar(&maxActive, "max-active", nil, "most tasks a pool may have routed or running at once, e.g. baremetal=5 (repeat); more wait queued")
 	cmd.Flags().IntVar(&maxActiveTotal, "max-active-total", 0, "most tasks routed or running at once over all pools; 0 is no limit")
@@ -133,7 +135,8 @@ admin API token and prints it once.`,
 			return err
 		}
 		var rt *router.Router
-		reg := registry()
+		external := loadExternal(executorsDir, logger)
+		reg := registry(external...)
 		sched, err := scheduler.New(store, reg, scheduler.Config{Interval: schedInterval, MaxActive: caps,
 			MaxActiveTotal: maxActiveTotal, TasksCreated: func() { rt.Wake() }, Logger: logger})
 		if err != nil {
@@ -160,6 +163,9 @@ admin API token and prints it once.`,
 		rcfg.Notify = srv.NotifyPool
 		if rt, err = router.New(store, rcfg); err != nil {
 			return err
+		}
+		if err := srv.RegisterWorkerTypes(ctx); err != nil {
+			return fmt.Errorf("register the task types workers announced: %w", err)
 		}
 		if err := srv.Start(ctx); err != nil {
 			return err
@@ -191,7 +197,7 @@ admin API token and prints it once.`,
 			if queue != nil {
 				qurl = queue.url
 			}
-			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, sf.dataDir, localConcurrency, lease, qurl, logger); err != nil {
+			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, sf.dataDir, localConcurrency, lease, qurl, external, logger); err != nil {
 				_ = srv.Stop(context.Background())
 				return err
 			}

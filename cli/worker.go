@@ -21,6 +21,7 @@ import (
 	"github.com/scanfleet/scanfleet/natsbus"
 	"github.com/scanfleet/scanfleet/scanner/capture"
 	"github.com/scanfleet/scanfleet/scanner/dnsscan"
+	"github.com/scanfleet/scanfleet/scanner/execscan"
 	"github.com/scanfleet/scanfleet/scanner/httpprobe"
 	"github.com/scanfleet/scanfleet/scanner/noop"
 	"github.com/scanfleet/scanfleet/scanner/portscan"
@@ -53,17 +54,70 @@ func portscanExecutor() scanfleet.Executor {
 	return ex
 }
 
-// executorsFor returns the executors a worker of pool may run.
-func executorsFor(pool scanfleet.Pool) ([]scanfleet.Executor, []string) {
-	var ex []scanfleet.Executor
-	var names []string
-	for _, e := range executors() {
+// executorsFor returns the executors a worker of pool may run: the
+// built-in ones and the external ones given, with the names it announces
+// and the task types of the external ones, which the server may not know.
+func executorsFor(pool scanfleet.Pool, external []scanfleet.Executor) ([]scanfleet.Executor, []string, []scanfleet.ExecutorType) {
+	var (
+		ex    []scanfleet.Executor
+		names []string
+		types []scanfleet.ExecutorType
+	)
+	for i, e := range append(executors(), external...) {
 		if e.TaskType().Pool() == pool {
 			ex = append(ex, e)
 			names = append(names, e.TaskType().Name)
+			if i >= len(executors()) {
+				types = append(types, scanfleet.NewExecutorType(e.TaskType()))
+			}
 		}
 	}
-	return ex, names
+	return ex, names, types
+}
+
+// loadExternal loads the external executors in dir (empty: none). A bad
+// manifest, one that clashes with a built-in type, or one whose declared
+// environment variables are not set is reported and skipped; the others
+// load.
+func loadExternal(dir string, logger *slog.Logger) []scanfleet.Executor {
+	if dir == "" {
+		return nil
+	}
+	ms, errs := execscan.LoadDir(dir)
+	for _, err := range errs {
+		logger.Warn("external executor skipped", slog.Any("err", err))
+	}
+	builtin := map[string]bool{}
+	for _, e := range executors() {
+		builtin[e.TaskType().Name] = true
+	}
+	var out []scanfleet.Executor
+	for _, m := range ms {
+		if builtin[m.Name] {
+			logger.Warn("external executor skipped: a built-in task type has its name", slog.String("name", m.Name))
+			continue
+		}
+		env := map[string]string{}
+		for _, name := range m.EnvironmentVariables {
+			if v, ok := os.LookupEnv(name); ok {
+				env[name] = v
+			}
+		}
+		ex, err := execscan.New(m, execscan.Config{Env: env, Logger: logger.With(slog.String("executor", m.Name))})
+		if err != nil {
+			logger.Warn("external executor skipped", slog.String("name", m.Name), slog.Any("err", err))
+			continue
+		}
+		out = append(out, ex)
+	}
+	if len(out) > 0 {
+		var names []string
+		for _, e := range out {
+			names = append(names, e.TaskType().Name)
+		}
+		logger.Info("external executors loaded", slog.String("dir", dir), slog.Any("names", names))
+	}
+	return out
 }
 
 // workerState is what a worker keeps between runs: its identity and
@@ -81,6 +135,7 @@ type workerState struct {
 func (a *app) workerCommand() *cobra.Command {
 	var (
 		server, joinToken, pool, site, transport, stateFile, name, logLevel string
+		executorsDir                                                        string
 		concurrency                                                         int
 		idle, drain, lease                                                  time.Duration
 	)
@@ -109,6 +164,7 @@ poll (--transport http). SIGTERM drains it: no new tasks; running ones get
 	fs.DurationVar(&idle, "idle-timeout", 0, "exit 0 after this long without a task (0: never)")
 	fs.DurationVar(&drain, "drain-timeout", 0, "on SIGTERM, how long running tasks may go on before they are handed back")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&executorsDir, "executors-dir", "", "directory of external executors (one subdirectory with a manifest.json each; see executors/README.md)")
 	fs.DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "the server's --task-lease; the worker renews at a third of it")
 	envHelp(fs)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -129,15 +185,23 @@ poll (--transport http). SIGTERM drains it: no new tasks; running ones get
 		}
 		ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		ex, names := executorsFor(p)
-		st, err := loadOrEnrol(ctx, stateFile, worker.EnrolRequest{
+		ex, names, types := executorsFor(p, loadExternal(executorsDir, logger))
+		caps := worker.DetectCapabilities()
+		st, enrolled, err := loadOrEnrol(ctx, stateFile, worker.EnrolRequest{
 			JoinToken: joinToken, Name: name, Pool: p, Site: site, Version: version(),
-			Capabilities: worker.DetectCapabilities(), Executors: names, Transport: transport, Concurrency: concurrency,
+			Capabilities: caps, Executors: names, Types: types, Transport: transport, Concurrency: concurrency,
 		}, server)
 		if err != nil {
 			return err
 		}
 		client := worker.NewClient(st.Server, st.Credential)
+		if !enrolled {
+			// A known worker starting again says what it has now.
+			err := client.Announce(ctx, scanfleet.Announcement{Version: version(), Capabilities: caps, Executors: names, Types: types})
+			if err != nil {
+				return fmt.Errorf("announce to %s: %w", st.Server, err)
+			}
+		}
 		src, closeSrc, err := newSource(ctx, st, client, logger)
 		if err != nil {
 			return err
@@ -158,40 +222,40 @@ poll (--transport http). SIGTERM drains it: no new tasks; running ones get
 
 // loadOrEnrol reads the worker's state file, or enrols with the join token
 // and writes it.
-func loadOrEnrol(ctx context.Context, path string, req worker.EnrolRequest, server string) (*workerState, error) {
+func loadOrEnrol(ctx context.Context, path string, req worker.EnrolRequest, server string) (st *workerState, enrolled bool, err error) {
 	if b, err := os.ReadFile(path); err == nil {
-		var st workerState
-		if err := json.Unmarshal(b, &st); err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
+		st = &workerState{}
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, false, fmt.Errorf("read %s: %w", path, err)
 		}
 		if st.Pool != string(req.Pool) || st.Site != req.Site || st.Transport != req.Transport {
-			return nil, usagef("%s holds a worker of pool %s, site %q, transport %s; remove it to enrol anew", path, st.Pool, st.Site, st.Transport)
+			return nil, false, usagef("%s holds a worker of pool %s, site %q, transport %s; remove it to enrol anew", path, st.Pool, st.Site, st.Transport)
 		}
-		return &st, nil
+		return st, false, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return nil, false, err
 	}
 	if req.JoinToken == "" {
-		return nil, usagef("no %s yet: pass --join-token for the first start (scanfleet worker-token create)", path)
+		return nil, false, usagef("no %s yet: pass --join-token for the first start (scanfleet worker-token create)", path)
 	}
 	resp, err := worker.Enrol(ctx, server, req)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	st := &workerState{Server: server, WorkerID: resp.WorkerID, Credential: resp.Credential, Pool: string(req.Pool), Site: req.Site, Transport: req.Transport}
+	st = &workerState{Server: server, WorkerID: resp.WorkerID, Credential: resp.Credential, Pool: string(req.Pool), Site: req.Site, Transport: req.Transport}
 	if resp.NATS != nil {
 		st.NATSURL = resp.NATS.URL
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	if dir := filepath.Dir(path); dir != "." {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
-		return nil, fmt.Errorf("save the worker's credential: %w", err)
+		return nil, false, fmt.Errorf("save the worker's credential: %w", err)
 	}
-	return st, nil
+	return st, true, nil
 }
 
 func (a *app) workerTokenCommand() *cobra.Command {

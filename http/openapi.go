@@ -63,6 +63,7 @@ var operations = []operation{
 	{method: "DELETE", path: "/api/v1/worker-tokens/{id}", summary: "Revoke a join token; workers that enrolled with it keep their credentials.", role: "admin", status: 204},
 	{method: "POST", path: "/api/v1/worker-tokens", summary: "Create a one-time join token for a worker; its secret is in this answer only.", role: "admin", body: "JoinTokenCreate", status: 201, response: "JoinTokenCreated"},
 	{method: "POST", path: "/api/v1/workers/enrol", summary: "A worker enrols with a join token and receives its credential (once).", role: "", body: "Enrol", status: 201, response: "Enrolled"},
+	{method: "POST", path: "/api/v1/worker/announce", summary: "A starting worker's version, detected capabilities and executors, with the task types of its external executors. Worker credential.", role: "worker", body: "Announcement", status: 204},
 	{method: "POST", path: "/api/v1/worker/heartbeat", summary: "Worker heartbeat; answers with commands. Worker credential.", role: "worker", body: "Heartbeat", status: 200, response: "Poll"},
 	{method: "POST", path: "/api/v1/worker/poll", summary: "HTTP transport long poll (≤ 30 s): leases tasks of the worker's pool and site, and returns commands. Worker credential.", role: "worker", body: "PollRequest", status: 200, response: "Poll"},
 	{method: "POST", path: "/api/v1/worker/claim", summary: "Start several dispatched tasks at once; answers with those claimed (the rest are stale or not this worker's). Worker credential.", role: "worker", body: "ClaimBatch", status: 200, response: "TaskRun"},

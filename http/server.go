@@ -264,6 +264,7 @@ func (s *Server) routes() chi.Router {
 		r.Route("/worker", func(r chi.Router) {
 			r.Use(s.workerAuth)
 			r.Post("/heartbeat", s.handleHeartbeat)
+			r.Post("/announce", s.handleAnnounce)
 			r.Post("/poll", s.handlePoll)
 			r.Post("/claim", s.handleClaimBatch)
 			r.Post("/tasks/{id}/claim", s.handleClaim)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 	if pool == scanfleet.PoolBaremetal && !contains(req.Capabilities, scanfleet.RequireRawSockets) {
 		return nil, scanfleet.Errorf(scanfleet.EFORBIDDEN, "pool baremetal needs the raw_sockets capability, which this worker did not detect (run it as root or with CAP_NET_RAW)")
 	}
+	if err := validateTypes(req.Types, req.Executors); err != nil {
+		return nil, err
+	}
 	cred, hash, err := scanfleet.NewSecret(scanfleet.WorkerCredPrefix)
 	if err != nil {
 		return nil, err
@@ -84,12 +88,13 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 	now := s.cfg.Now()
 	wk := &scanfleet.Worker{
 		ID: scanfleet.NewID(), Name: req.Name, Pool: pool, Site: req.Site, Version: req.Version,
-		Capabilities: req.Capabilities, Executors: req.Executors, Transport: req.Transport,
+		Capabilities: req.Capabilities, Executors: req.Executors, Types: req.Types, Transport: req.Transport,
 		Concurrency: req.Concurrency, Hash: hash, CreatedAt: now, LastSeenAt: now,
 	}
 	if err := s.store.EnrolWorker(ctx, scanfleet.HashToken(req.JoinToken), wk, now); err != nil {
 		return nil, err
 	}
+	s.registerTypes(wk)
 	if s.cfg.OnEnrol != nil {
 		if err := s.cfg.OnEnrol(ctx, wk); err != nil {
 			return nil, fmt.Errorf("prepare the queue of worker %s: %w", wk.ID, err)
@@ -100,6 +105,86 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 		resp.NATS = &scanfleet.NATSEndpoint{URL: s.cfg.WorkerNATSURL}
 	}
 	return resp, nil
+}
+
+// validateTypes checks announced executor types: valid declarations of
+// executors the worker names.
+func validateTypes(types []scanfleet.ExecutorType, executors []string) error {
+	if len(types) > 1000 {
+		return scanfleet.Errorf(scanfleet.EINVALID, "types: %d is more than 1000", len(types))
+	}
+	for i, et := range types {
+		t := et.Type()
+		if err := t.Validate(); err != nil {
+			return scanfleet.Errorf(scanfleet.EINVALID, "types[%d]: %v", i, err)
+		}
+		if !contains(executors, t.Name) {
+			return scanfleet.Errorf(scanfleet.EINVALID, "types[%d]: %s is not among the worker's executors", i, t.Name)
+		}
+	}
+	return nil
+}
+
+// registerTypes makes the task types of a worker's external executors
+// known, so that scans of them are validated against their manifests. A
+// name the server already knows keeps its first declaration.
+func (s *Server) registerTypes(wk *scanfleet.Worker) {
+	for _, et := range wk.Types {
+		t := et.Type()
+		if known, err := s.registry.Lookup(t.Name); err == nil {
+			if !reflect.DeepEqual(known.Params, t.Params) {
+				s.logger.Warn("worker announces a task type the server knows with other params; keeping the first", "type", t.Name, "worker", wk.ID)
+			}
+			continue
+		}
+		if err := s.registry.Register(t); err != nil {
+			s.logger.Warn("register announced task type", "type", t.Name, "worker", wk.ID, "err", err)
+		}
+	}
+}
+
+// RegisterWorkerTypes registers the task types announced by every stored
+// worker; the server calls it when it starts.
+func (s *Server) RegisterWorkerTypes(ctx context.Context) error {
+	ws, err := s.store.ListWorkers(ctx, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	for _, wk := range ws {
+		s.registerTypes(wk)
+	}
+	return nil
+}
+
+// handleAnnounce records what a starting worker says of itself: its
+// version, capabilities and executors, with the task types of its external
+// executors.
+func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) {
+	var a scanfleet.Announcement
+	if err := s.decodeJSON(w, r, &a); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	wk := workerFrom(r.Context())
+	if err := validateTypes(a.Types, a.Executors); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if wk.Pool == scanfleet.PoolBaremetal && !contains(a.Capabilities, scanfleet.RequireRawSockets) {
+		s.writeError(w, r, scanfleet.Errorf(scanfleet.EFORBIDDEN, "pool baremetal needs the raw_sockets capability, which this worker no longer detects"))
+		return
+	}
+	if err := s.store.AnnounceWorker(r.Context(), wk.ID, a, s.cfg.Now()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	updated := *wk
+	updated.Version, updated.Capabilities, updated.Executors, updated.Types = a.Version, a.Capabilities, a.Executors, a.Types
+	s.registerTypes(&updated)
+	s.workersMu.Lock()
+	delete(s.workers, wk.Hash) // read again with what it announced
+	s.workersMu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // PrepareQueue readies the queue of a known worker that starts again

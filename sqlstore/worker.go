@@ -12,16 +12,17 @@ import (
 )
 
 const workerColumns = "id, name, pool, site, version, capabilities, executors, transport, concurrency, running, draining, " +
-	"hash, created_at, last_seen_at"
+	"hash, created_at, last_seen_at, types"
 
 func scanWorker(r rowScanner) (*scanfleet.Worker, error) {
 	var (
 		w                   scanfleet.Worker
 		caps, executors     string
+		types               string
 		created, lastSeenAt int64
 	)
 	err := r.Scan(&w.ID, &w.Name, &w.Pool, &w.Site, &w.Version, &caps, &executors, &w.Transport,
-		&w.Concurrency, &w.Running, &w.Draining, &w.Hash, &created, &lastSeenAt)
+		&w.Concurrency, &w.Running, &w.Draining, &w.Hash, &created, &lastSeenAt, &types)
 	if err != nil {
 		return nil, err
 	}
@@ -30,6 +31,12 @@ func scanWorker(r rowScanner) (*scanfleet.Worker, error) {
 	}
 	if err := json.Unmarshal([]byte(executors), &w.Executors); err != nil {
 		return nil, fmt.Errorf("worker %s: decode executors: %w", w.ID, err)
+	}
+	if err := json.Unmarshal([]byte(types), &w.Types); err != nil {
+		return nil, fmt.Errorf("worker %s: decode types: %w", w.ID, err)
+	}
+	if w.Types == nil {
+		w.Types = []scanfleet.ExecutorType{}
 	}
 	// Empty lists read back as [], not null, in the API.
 	if w.Capabilities == nil {
@@ -160,9 +167,13 @@ func (db *DB) EnrolWorker(ctx context.Context, joinHash string, w *scanfleet.Wor
 		} else if n == 0 {
 			return errJoinRefused()
 		}
-		_, err = db.exec(ctx, tx, "INSERT INTO workers ("+workerColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		types, err := jsonList(w.Types)
+		if err != nil {
+			return err
+		}
+		_, err = db.exec(ctx, tx, "INSERT INTO workers ("+workerColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			w.ID, w.Name, string(w.Pool), w.Site, w.Version, caps, executors, w.Transport,
-			w.Concurrency, w.Running, w.Draining, w.Hash, micros(w.CreatedAt), micros(w.LastSeenAt))
+			w.Concurrency, w.Running, w.Draining, w.Hash, micros(w.CreatedAt), micros(w.LastSeenAt), types)
 		if db.dialect.violation(err) == UniqueViolation {
 			return scanfleet.Errorf(scanfleet.ECONFLICT, "worker %q already exists", w.Name)
 		}
@@ -299,4 +310,29 @@ func (db *DB) RevokeWorker(ctx context.Context, id string, now time.Time) error 
 		}
 		return nil
 	})
+}
+
+// AnnounceWorker implements scanfleet.WorkerStore.
+func (db *DB) AnnounceWorker(ctx context.Context, id string, a scanfleet.Announcement, now time.Time) error {
+	caps, err := jsonList(a.Capabilities)
+	if err != nil {
+		return err
+	}
+	executors, err := jsonList(a.Executors)
+	if err != nil {
+		return err
+	}
+	types, err := jsonList(a.Types)
+	if err != nil {
+		return err
+	}
+	res, err := db.exec(ctx, db.write, "UPDATE workers SET version = ?, capabilities = ?, executors = ?, types = ?, last_seen_at = ? WHERE id = ?",
+		a.Version, caps, executors, types, micros(truncTime(now)), id)
+	if err != nil {
+		return fmt.Errorf("announce worker: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return scanfleet.Errorf(scanfleet.ENOTFOUND, "worker %q not found", id)
+	}
+	return nil
 }

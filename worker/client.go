@@ -189,6 +189,12 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, in, out any
 	return nil
 }
 
+// Announce tells the server what this worker has now: version,
+// capabilities, executors and the task types of its external executors.
+func (c *Client) Announce(ctx context.Context, a scanfleet.Announcement) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/worker/announce", "application/json", a, nil)
+}
+
 // Claim starts a dispatched task on this worker.
 func (c *Client) Claim(ctx context.Context, id string) (*scanfleet.Task, error) {
 	return c.claim(ctx, id)
