@@ -331,6 +331,24 @@ var workerTests = map[string]func(*testing.T, scanfleet.Store){
 		require.Equal(t, task.ID, requeued[0].ID)
 		requireCode(t, s.RevokeWorker(ctx, w.ID, at(time.Minute)), scanfleet.ENOTFOUND)
 	},
+	"Announce": func(t *testing.T, s scanfleet.Store) {
+		ctx := t.Context()
+		w := enrol(t, s, newWorker(t, "w", scanfleet.PoolExternal, ""), t0)
+		et := scanfleet.NewExecutorType(&scanfleet.TaskType{Name: "nmap", Timeout: time.Minute,
+			Params: []scanfleet.Param{{Name: "TARGET", Type: scanfleet.ParamList}}})
+		a := scanfleet.Announcement{Version: "v2", Capabilities: []scanfleet.Requirement{}, Executors: []string{"noop", "nmap"},
+			Types: []scanfleet.ExecutorType{et}}
+		require.NoError(t, s.AnnounceWorker(ctx, w.ID, a, at(time.Minute)))
+		got, err := s.FindWorker(ctx, w.ID)
+		require.NoError(t, err)
+		require.Equal(t, "v2", got.Version)
+		require.Equal(t, []string{"noop", "nmap"}, got.Executors)
+		require.Len(t, got.Types, 1)
+		require.Equal(t, time.Minute, got.Types[0].Type().Timeout, "the timeout survives the round trip")
+		require.Equal(t, "TARGET", got.Types[0].Params[0].Name)
+		requireTime(t, at(time.Minute), got.LastSeenAt, "last_seen_at")
+		requireCode(t, s.AnnounceWorker(ctx, "nope", a, t0), scanfleet.ENOTFOUND)
+	},
 	"FindNotFound": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
 		_, err := s.FindWorker(ctx, "ghost")
