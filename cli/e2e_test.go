@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +19,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/postgres/pgtest"
+	"github.com/scanfleet/scanfleet/worker"
 )
 
 var (
@@ -292,7 +295,18 @@ func TestFirstStartOnly(t *testing.T) {
 	again := &server{url: strings.Fields(after)[0], token: s.token}
 	var workers []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(again.cli(t, "", "workers", "-o", "json")), &workers))
-	require.Len(t, workers, 2, "workers: %v", workers)
+	// One per pool: external and internal, and baremetal where this
+	// process can open raw sockets.
+	want := 2
+	if slices.Contains(worker.DetectCapabilities(), scanfleet.RequireRawSockets) {
+		want = 3
+	}
+	require.Len(t, workers, want, "workers: %v", workers)
+	names := map[string]bool{}
+	for _, w := range workers {
+		require.False(t, names[w["name"].(string)], "a second %s worker: %v", w["name"], workers)
+		names[w["name"].(string)] = true
+	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	rest, _ := io.ReadAll(stdout)
 	require.NoError(t, cmd.Wait(), "stderr:\n%s", &stderr)
