@@ -116,6 +116,7 @@ Start a server with "scanfleet server"; the other commands talk to it with
 		a.workerCommand(),
 		a.workerTokenCommand(),
 		a.workersCommand(),
+		a.launchesCommand(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/launcher"
 	"github.com/scanfleet/scanfleet/postgres"
 	"github.com/scanfleet/scanfleet/router"
 	"github.com/scanfleet/scanfleet/scheduler"
@@ -100,6 +102,7 @@ admin API token and prints it once.`,
 		Args: cobra.NoArgs,
 	}
 	sf := addStoreFlags(cmd)
+	lf := addLaunchFlags(cmd)
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "address to serve HTTP on (port 0 picks a free one)")
 	cmd.Flags().Int64Var(&maxBody, "max-body-bytes", scanfleet.DefaultMaxBodyBytes, "largest request body accepted")
 	cmd.Flags().IntVar(&maxLine, "max-line-bytes", scanfleet.DefaultMaxLineBytes, "longest JSON Lines line accepted")
@@ -135,16 +138,29 @@ admin API token and prints it once.`,
 			return err
 		}
 		var rt *router.Router
+		var launch *launcher.Launcher
+		wake := func() {
+			rt.Wake()
+			if launch != nil {
+				launch.Wake()
+			}
+		}
 		external := loadExternal(executorsDir, logger)
 		reg := registry(external...)
 		sched, err := scheduler.New(store, reg, scheduler.Config{Interval: schedInterval, MaxActive: caps,
-			MaxActiveTotal: maxActiveTotal, TasksCreated: func() { rt.Wake() }, Logger: logger})
+			MaxActiveTotal: maxActiveTotal, TasksCreated: wake, Logger: logger})
 		if err != nil {
 			return usageError{err}
 		}
 		hcfg := sfhttp.Config{
 			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
-			TasksCreated: func() { rt.Wake() }, Lease: lease, RunScan: sched.RunNow,
+			TasksCreated: wake, Lease: lease, RunScan: sched.RunNow,
+			Launches: func() ([]launcher.Attempt, []launcher.PoolState) {
+				if launch == nil {
+					return nil, nil
+				}
+				return launch.Attempts(), launch.Pools()
+			},
 		}
 		rcfg := router.Config{Logger: logger}
 		var queue *natsQueue
@@ -191,6 +207,15 @@ admin API token and prints it once.`,
 			return err
 		}
 		defer sched.Stop()
+		l, stopLaunch, err := startLauncher(context.WithoutCancel(ctx), lf, sf.dataDir, srv, store, sched, logger)
+		if err != nil {
+			_ = srv.Stop(context.Background())
+			return err
+		}
+		launch = l
+		var stopOnce sync.Once
+		stopLaunched := func() { stopOnce.Do(stopLaunch) }
+		defer stopLaunched()
 		var lw *localWorkers
 		if localWorkersOn {
 			qurl := ""
@@ -204,6 +229,7 @@ admin API token and prints it once.`,
 		}
 		<-ctx.Done()
 		logger.Info("shutting down")
+		stopLaunched() // launched workers drain while the API is still up
 		if lw != nil {
 			lw.Stop() // drains: running tasks are handed back while the API is still up
 		}

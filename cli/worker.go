@@ -362,6 +362,34 @@ func (a *app) workersCommand() *cobra.Command {
 	return cmd
 }
 
+func (a *app) launchesCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "launches", Short: "List the launcher's attempts to start workers, newest first", Args: cobra.NoArgs}
+	o := addClientFlags(cmd)
+	envHelp(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := o.client()
+		if err != nil {
+			return err
+		}
+		var res struct {
+			Items []map[string]any `json:"items"`
+			Pools []map[string]any `json:"pools"`
+		}
+		if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/launches", nil, &res); err != nil {
+			return err
+		}
+		if o.output == "json" {
+			return printOne(a.stdout, "json", res, nil)
+		}
+		t := &table{headers: []string{"TIME", "POOL", "BACKEND", "OUTCOME", "INSTANCE", "WORKER", "ERROR"}}
+		for _, at := range res.Items {
+			t.add(at, str(at["time"]), str(at["pool"]), str(at["backend"]), str(at["outcome"]), str(at["instance"]), str(at["worker_id"]), str(at["error"]))
+		}
+		return t.print(a.stdout, o.output)
+	}
+	return cmd
+}
+
 // newSource returns the worker's transport.
 func newSource(ctx context.Context, st *workerState, client *worker.Client, logger *slog.Logger) (worker.Source, func(), error) {
 	switch st.Transport {

@@ -58,6 +58,7 @@ var operations = []operation{
 	{method: "GET", path: "/api/v1/tasks/{id}/artifacts/{name}", summary: "Download a file a task produced.", role: "viewer", status: 200, response: "binary"},
 	{method: "POST", path: "/api/v1/tasks/{id}/cancel", summary: "Cancel a task: at once before it starts, else its worker stops it within seconds.", role: "operator", status: 202, response: "Task"},
 	{method: "GET", path: "/api/v1/workers", summary: "Workers with their pool, site, capabilities and state (online, busy, idle, offline).", role: "viewer", status: 200, response: "WorkerList"},
+	{method: "GET", path: "/api/v1/launches", summary: "The launcher's attempts to start workers, newest first (outcome, every placement tried, the worker that enrolled), and what it last saw of each pool.", role: "viewer", status: 200, response: "Launches"},
 	{method: "DELETE", path: "/api/v1/workers/{id}", summary: "Revoke a worker: its credential stops working at once, its NATS connections close, and its tasks go to other workers.", role: "admin", status: 204},
 	{method: "GET", path: "/api/v1/worker-tokens", summary: "List join tokens (never their secrets), with who used them.", role: "admin", status: 200, response: "JoinTokenList"},
 	{method: "DELETE", path: "/api/v1/worker-tokens/{id}", summary: "Revoke a join token; workers that enrolled with it keep their credentials.", role: "admin", status: 204},

@@ -18,6 +18,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/launcher"
 	"github.com/scanfleet/scanfleet/scheduler"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 	// tasks it created, and those of a run already in flight. Default: a
 	// scheduler of this server's own, without capacity limits.
 	RunScan func(ctx context.Context, scanID string) (created, inFlight []*scanfleet.Task, err error)
+	// Launches reports the launcher's attempts and pools for
+	// GET /api/v1/launches. Optional.
+	Launches func() ([]launcher.Attempt, []launcher.PoolState)
 	// TasksCreated is called after a request created tasks, to route them
 	// at once. Optional.
 	TasksCreated func()
@@ -256,6 +260,7 @@ func (s *Server) routes() chi.Router {
 		viewer.Get("/tasks/{id}/artifacts/{name}", s.handleGetArtifact)
 
 		viewer.Get("/workers", s.handleListWorkers)
+		viewer.Get("/launches", s.handleLaunches)
 		admin.Delete("/workers/{id}", s.handleRevokeWorker)
 		admin.Get("/worker-tokens", s.handleListJoinTokens)
 		admin.Post("/worker-tokens", s.handleCreateJoinToken)

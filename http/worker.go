@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/launcher"
 )
 
 const workerKey ctxKey = 1
@@ -331,6 +332,25 @@ func (s *Server) handleDeleteJoinToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleLaunches lists the launcher's attempts, newest first, and what it
+// saw of each pool; both are empty when the server launches nothing.
+func (s *Server) handleLaunches(w http.ResponseWriter, r *http.Request) {
+	var (
+		attempts []launcher.Attempt
+		pools    []launcher.PoolState
+	)
+	if s.cfg.Launches != nil {
+		attempts, pools = s.cfg.Launches()
+	}
+	if attempts == nil {
+		attempts = []launcher.Attempt{}
+	}
+	if pools == nil {
+		pools = []launcher.PoolState{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": attempts, "pools": pools, "next_cursor": ""})
 }
 
 // pollResponse is the answer of a heartbeat or poll: tasks leased to the
