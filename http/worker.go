@@ -686,7 +686,12 @@ func (s *Server) handleFinish(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, tasks[0])
+	t, err := s.store.FindTask(r.Context(), tasks[0].ID) // the whole task, as it now is
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
 }
 
 // maxFinishBatch bounds the outcomes of one batch request.

@@ -337,32 +337,35 @@ func (db *DB) AppendTaskLogs(ctx context.Context, id string, lines []string, now
 
 // appendTaskLogs appends lines to the task's log within tx.
 func (db *DB) appendTaskLogs(ctx context.Context, tx *sql.Tx, id string, lines []string, now time.Time) error {
-	const maxLines = scanfleet.MaxTaskLogLines
-	ts := micros(now)
 	n := int64(len(lines))
-	{
-		var last int64
-		err := db.queryRow(ctx, tx, "UPDATE tasks SET log_seq = log_seq + ?, "+
-			"log_truncated = CASE WHEN log_seq + ? > ? THEN TRUE ELSE log_truncated END "+
-			"WHERE id = ? RETURNING log_seq", n, n, maxLines, id).Scan(&last)
-		if errors.Is(err, sql.ErrNoRows) {
-			return errTaskNotFound(id)
-		} else if err != nil {
-			return err
-		}
-		first := last - n + 1
-		args := make([]any, 0, 4*min(n, maxLines+1))
-		for i, line := range lines {
-			seq := first + int64(i)
-			if seq > maxLines+1 {
-				break
-			} else if seq == maxLines+1 {
-				line = truncatedLogLine
-			}
-			args = append(args, id, seq, ts, line)
-		}
-		return db.insertRows(ctx, tx, "INSERT INTO task_logs (task_id, seq, ts, line) VALUES ", 4, args)
+	var last int64
+	err := db.queryRow(ctx, tx, "UPDATE tasks SET log_seq = log_seq + ?, "+
+		"log_truncated = CASE WHEN log_seq + ? > ? THEN TRUE ELSE log_truncated END "+
+		"WHERE id = ? RETURNING log_seq", n, n, scanfleet.MaxTaskLogLines, id).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errTaskNotFound(id)
+	} else if err != nil {
+		return err
 	}
+	return db.insertRows(ctx, tx, "INSERT INTO task_logs (task_id, seq, ts, line) VALUES ", 4, appendLogRows(nil, id, lines, last, micros(now)))
+}
+
+// appendLogRows appends the rows (task_id, seq, ts, line) of lines whose
+// last has sequence number last: within the cap, the line past it replaced
+// by a marker, later ones dropped.
+func appendLogRows(rows []any, id string, lines []string, last, ts int64) []any {
+	const maxLines = scanfleet.MaxTaskLogLines
+	first := last - int64(len(lines)) + 1
+	for i, line := range lines {
+		seq := first + int64(i)
+		if seq > maxLines+1 {
+			break
+		} else if seq == maxLines+1 {
+			line = truncatedLogLine
+		}
+		rows = append(rows, id, seq, ts, line)
+	}
+	return rows
 }
 
 // truncatedLogLine takes the place of the first log line past the cap, so
