@@ -54,9 +54,29 @@ type server struct {
 	cmd    *exec.Cmd
 	url    string
 	token  string
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan error
 }
+
+// lockedBuffer is a buffer a process writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (s *server) stderrString() string { return s.stderr.String() }
 
 // startServer runs "scanfleet server" on port 0 and reads the URL and the
 // admin token it prints.
@@ -74,7 +94,7 @@ func launchServer(t *testing.T, addr, token string, args ...string) *server {
 	cmd.Env = cleanEnv()
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1), token: token}
+	s := &server{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1), token: token}
 	cmd.Stderr = s.stderr
 	require.NoError(t, cmd.Start())
 	go func() { s.done <- cmd.Wait() }()
