@@ -286,6 +286,7 @@ func (s *Server) routes() chi.Router {
 		admin.Post("/tokens", s.handleCreateToken)
 		admin.Delete("/tokens/{id}", s.handleDeleteToken)
 	})
+	r.Mount("/", s.ui()) // the web UI (http/ui.go, http/html); /api paths it gets are answered in JSON
 	return r
 }
 
