@@ -3,6 +3,7 @@ package http
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/scanfleet/scanfleet"
 )
@@ -25,11 +26,12 @@ type hub struct {
 	waiters  map[string]chan struct{}    // worker id → wake channel of its poll
 	pools    map[scanfleet.Pool][]string // pool → waiting worker ids
 	draining map[string]string           // worker id → session shutting down: lease it nothing
+	pulled   map[string]time.Time        // worker id → when its cancel requests were last read
 }
 
 func newHub() *hub {
 	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{},
-		draining: map[string]string{}}
+		draining: map[string]string{}, pulled: map[string]time.Time{}}
 }
 
 // push queues a command for a worker and wakes its poll.
@@ -135,4 +137,19 @@ func (h *hub) pushOnce(workerID string, c Command) {
 	}
 	h.mu.Unlock()
 	h.push(workerID, c)
+}
+
+// duePull reports whether the worker's cancel requests were last read more
+// than every ago, and if so notes that they are read now.
+func (h *hub) duePull(workerID string, now time.Time, every time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now.Sub(h.pulled[workerID]) < every {
+		return false
+	}
+	if len(h.pulled) > 100000 {
+		clear(h.pulled)
+	}
+	h.pulled[workerID] = now
+	return true
 }

@@ -423,7 +423,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	recheck := time.NewTicker(time.Second)
 	defer recheck.Stop()
 	f := scanfleet.ClaimFilter{Pool: wk.Pool, Site: wk.Site, Types: s.runnableTypes(wk), Max: req.Max}
-	s.pullCancels(ctx, wk)
+	if s.hub.duePull(wk.ID, time.Now(), 500*time.Millisecond) {
+		s.pullCancels(ctx, wk) // not at every one of a busy worker's polls
+	}
 	for {
 		woken, done := s.hub.wait(wk.ID, wk.Pool)
 		var tasks []*scanfleet.Task
