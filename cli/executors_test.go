@@ -55,7 +55,9 @@ echo '{"hosts":[{"ip":"10.0.0.9","os":"'"$EXECUTOR_CONFIG_OS"'","services":[{"na
 	var tasks []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(s.cli(t, "", "scan", "run", "echo", "-o", "json")), &tasks))
 	require.Len(t, tasks, 1)
-	done := s.waitTask(t, tasks[0]["id"].(string), 60*time.Second, func(m map[string]any) bool { return m["status"] != "created" && m["status"] != "requested" && m["status"] != "started" })
+	done := s.waitTask(t, tasks[0]["id"].(string), 60*time.Second, func(m map[string]any) bool {
+		return m["status"] != "created" && m["status"] != "requested" && m["status"] != "started"
+	})
 	require.Equal(t, "finished", done["status"], "task: %v\nworker stderr:\n%s", done, w.stderr)
 	out := s.cli(t, "", "records", "list", "lab", "--kind", "service", "-o", "jsonl")
 	require.Contains(t, out, `"port":22`)

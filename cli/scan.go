@@ -80,6 +80,7 @@ func (a *app) scanCommand() *cobra.Command {
 		name, typ, jsonArgs, cron, freq, timeout, site string
 		argPairs, workspaces                           []string
 		singleRun, disabled                            bool
+		chunkSize                                      int64
 	)
 	create := &cobra.Command{
 		Use:     "create",
@@ -98,6 +99,7 @@ func (a *app) scanCommand() *cobra.Command {
 	fs.StringVar(&cron, "cron", "", "run on a cron schedule, e.g. \"0 3 * * *\"")
 	fs.StringVar(&timeout, "timeout", "", "bound each task's run time, e.g. 30m")
 	fs.StringVar(&site, "site", "", "run only on workers of this site")
+	fs.Int64Var(&chunkSize, "chunk-size", 0, "split each workspace's prefixes into tasks of this many addresses (256: /24s)")
 	fs.BoolVar(&singleRun, "single-run", false, "run once, then disable")
 	fs.BoolVar(&disabled, "disabled", false, "create the scan disabled")
 	envHelp(fs)
@@ -111,7 +113,8 @@ func (a *app) scanCommand() *cobra.Command {
 			return err
 		}
 		body := map[string]any{"name": name, "type": typ, "args": args, "workspaces": nonNil(workspaces),
-			"frequency": freq, "cron": cron, "timeout": timeout, "site": site, "single_run": singleRun, "enabled": !disabled}
+			"frequency": freq, "cron": cron, "timeout": timeout, "site": site, "single_run": singleRun, "enabled": !disabled,
+			"chunk_size": chunkSize}
 		var s scanfleet.Scan
 		if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/scans", body, &s); err != nil {
 			return err

@@ -2,7 +2,9 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -55,43 +57,45 @@ func cloudError(err error) error {
 // handlePutCloud replaces the workspace's cloud environment with the body,
 // {"vms":[…],"fw_rules":[…]}, after validating and analysing it.
 func (s *Server) handlePutCloud(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	name := pathValue(r, "ws")
-	if _, err := s.store.FindWorkspace(ctx, name); err != nil {
+	ce, err := s.putCloud(r.Context(), pathValue(r, "ws"), http.MaxBytesReader(w, r.Body, s.cfg.MaxCloudBytes))
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxCloudBytes)
+	writeJSON(w, http.StatusOK, ce)
+}
+
+// putCloud validates, analyses and stores a workspace's cloud environment
+// read from body, and caches its graph.
+func (s *Server) putCloud(ctx context.Context, name string, body io.Reader) (*scanfleet.CloudEnv, error) {
+	if _, err := s.store.FindWorkspace(ctx, name); err != nil {
+		return nil, err
+	}
 	env, err := attacksurface.Parse(body)
 	var me *http.MaxBytesError
 	if errors.As(err, &me) {
-		err = scanfleet.Errorf(scanfleet.ETOOLARGE, "body: larger than the %d-byte limit for a cloud environment", s.cfg.MaxCloudBytes)
-	}
-	if err != nil {
-		s.writeError(w, r, cloudError(err))
-		return
+		return nil, scanfleet.Errorf(scanfleet.ETOOLARGE, "body: larger than the %d-byte limit for a cloud environment", s.cfg.MaxCloudBytes)
+	} else if err != nil {
+		return nil, cloudError(err)
 	}
 	g, err := attacksurface.Build(env)
 	if err != nil {
-		s.writeError(w, r, cloudError(err))
-		return
+		return nil, cloudError(err)
 	}
 	var buf bytes.Buffer
 	if err := env.WriteJSON(&buf); err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	ce := &scanfleet.CloudEnv{Workspace: name, Data: buf.Bytes(), VMCount: len(env.VMs), RuleCount: len(env.Rules), UpdatedAt: s.cfg.Now()}
 	if err := s.store.PutCloud(ctx, ce); err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	// Read back for the stored time, which the store may round.
 	if stored, err := s.store.GetCloud(ctx, name); err == nil {
 		s.graphs.put(name, stored.UpdatedAt, g)
 		ce = stored
 	}
-	writeJSON(w, http.StatusOK, ce)
+	return ce, nil
 }
 
 // handleGetCloud returns the environment as stored.

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/scanfleet/scanfleet"
@@ -35,6 +36,7 @@ type createScanRequest struct {
 	SingleRun        bool               `json:"single_run"`
 	Enabled          *bool              `json:"enabled"`
 	ManualRunPending bool               `json:"manual_run_pending"`
+	ChunkSize        int64              `json:"chunk_size"`
 }
 
 func (s *Server) handleCreateScan(w http.ResponseWriter, r *http.Request) {
@@ -43,18 +45,13 @@ func (s *Server) handleCreateScan(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	now := s.cfg.Now()
 	scan := &scanfleet.Scan{
-		ID: scanfleet.NewID(), Name: req.Name, Type: req.Type, Args: req.Args, Workspaces: req.Workspaces,
+		Name: req.Name, Type: req.Type, Args: req.Args, Workspaces: req.Workspaces,
 		Frequency: req.Frequency, Cron: req.Cron, Timeout: req.Timeout, Site: req.Site,
 		SingleRun: req.SingleRun, Enabled: req.Enabled == nil || *req.Enabled,
-		ManualRunPending: req.ManualRunPending, CreatedAt: now, UpdatedAt: now,
+		ManualRunPending: req.ManualRunPending, ChunkSize: req.ChunkSize,
 	}
-	if err := scan.Validate(s.registry); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.store.CreateScan(r.Context(), scan); err != nil {
+	if err := s.createScan(r.Context(), scan); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -101,18 +98,8 @@ func (s *Server) handleUpdateScan(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	scan, err := s.store.FindScan(r.Context(), pathValue(r, "id"))
+	scan, err := s.updateScan(r.Context(), pathValue(r, "id"), upd)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	upd.Apply(scan)
-	scan.UpdatedAt = s.cfg.Now()
-	if err := scan.Validate(s.registry); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.store.UpdateScan(r.Context(), scan); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -149,4 +136,31 @@ func (s *Server) handleRunScan(w http.ResponseWriter, r *http.Request) {
 		created = []*scanfleet.Task{}
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"tasks": created, "in_flight": inFlight != nil})
+}
+
+// createScan validates and stores a new scan.
+func (s *Server) createScan(ctx context.Context, scan *scanfleet.Scan) error {
+	now := s.cfg.Now()
+	scan.ID, scan.CreatedAt, scan.UpdatedAt = scanfleet.NewID(), now, now
+	if err := scan.Validate(s.registry); err != nil {
+		return err
+	}
+	return s.store.CreateScan(ctx, scan)
+}
+
+// updateScan applies, validates and stores a change.
+func (s *Server) updateScan(ctx context.Context, id string, upd scanfleet.ScanUpdate) (*scanfleet.Scan, error) {
+	scan, err := s.store.FindScan(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	upd.Apply(scan)
+	scan.UpdatedAt = s.cfg.Now()
+	if err := scan.Validate(s.registry); err != nil {
+		return nil, err
+	}
+	if err := s.store.UpdateScan(ctx, scan); err != nil {
+		return nil, err
+	}
+	return scan, nil
 }

@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -168,58 +167,6 @@ func (b uiBackend) Attackers(ctx context.Context, ws, vmID string, mode attacksu
 // JSON, so that the UI changes things the way the API does. The handlers
 // in workspace.go, scan.go, worker.go and cloud.go can call them in turn.
 
-// createWorkspace validates and stores a new workspace (handleCreateWorkspace).
-func (s *Server) createWorkspace(ctx context.Context, ws *scanfleet.Workspace) error {
-	now := s.cfg.Now()
-	ws.ID, ws.CreatedAt, ws.UpdatedAt = scanfleet.NewID(), now, now
-	if err := ws.Validate(); err != nil {
-		return err
-	}
-	return s.store.CreateWorkspace(ctx, ws)
-}
-
-// updateWorkspace validates and applies a change (handleUpdateWorkspace).
-func (s *Server) updateWorkspace(ctx context.Context, name string, upd scanfleet.WorkspaceUpdate) (*scanfleet.Workspace, error) {
-	if upd.Scope != nil {
-		scope, err := upd.Scope.Normalize()
-		if err != nil {
-			return nil, err
-		}
-		upd.Scope = &scope
-	}
-	if upd.Description != nil && len(*upd.Description) > 4096 {
-		return nil, scanfleet.Errorf(scanfleet.EINVALID, "description: longer than 4096 characters")
-	}
-	return s.store.UpdateWorkspace(ctx, name, upd)
-}
-
-// createScan validates and stores a new scan (handleCreateScan).
-func (s *Server) createScan(ctx context.Context, scan *scanfleet.Scan) error {
-	now := s.cfg.Now()
-	scan.ID, scan.CreatedAt, scan.UpdatedAt = scanfleet.NewID(), now, now
-	if err := scan.Validate(s.registry); err != nil {
-		return err
-	}
-	return s.store.CreateScan(ctx, scan)
-}
-
-// updateScan applies, validates and stores a change (handleUpdateScan).
-func (s *Server) updateScan(ctx context.Context, id string, upd scanfleet.ScanUpdate) (*scanfleet.Scan, error) {
-	scan, err := s.store.FindScan(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	upd.Apply(scan)
-	scan.UpdatedAt = s.cfg.Now()
-	if err := scan.Validate(s.registry); err != nil {
-		return nil, err
-	}
-	if err := s.store.UpdateScan(ctx, scan); err != nil {
-		return nil, err
-	}
-	return scan, nil
-}
-
 // runScan starts a run of the scan now through the scheduler, as
 // handleRunScan does; a run already in flight is answered with its tasks.
 func (s *Server) runScan(ctx context.Context, id string) ([]*scanfleet.Task, error) {
@@ -232,48 +179,4 @@ func (s *Server) runScan(ctx context.Context, id string) ([]*scanfleet.Task, err
 		return inFlight, nil
 	}
 	return created, nil
-}
-
-// cancelTask cancels a task at once when it has not started, else tells
-// its worker, which stops it and reports it cancelled (handleCancelTask).
-func (s *Server) cancelTask(ctx context.Context, id string) (*scanfleet.Task, error) {
-	t, err := s.store.RequestCancel(ctx, id, s.cfg.Now())
-	if err != nil {
-		return nil, err
-	}
-	s.sendCancel(ctx, t)
-	return t, nil
-}
-
-// putCloud validates, analyses and stores a workspace's cloud environment
-// read from body, and caches its graph (handlePutCloud).
-func (s *Server) putCloud(ctx context.Context, name string, body io.Reader) (*scanfleet.CloudEnv, error) {
-	if _, err := s.store.FindWorkspace(ctx, name); err != nil {
-		return nil, err
-	}
-	env, err := attacksurface.Parse(body)
-	var me *http.MaxBytesError
-	if errors.As(err, &me) {
-		return nil, scanfleet.Errorf(scanfleet.ETOOLARGE, "body: larger than the %d-byte limit for a cloud environment", s.cfg.MaxCloudBytes)
-	} else if err != nil {
-		return nil, cloudError(err)
-	}
-	g, err := attacksurface.Build(env)
-	if err != nil {
-		return nil, cloudError(err)
-	}
-	var buf bytes.Buffer
-	if err := env.WriteJSON(&buf); err != nil {
-		return nil, err
-	}
-	ce := &scanfleet.CloudEnv{Workspace: name, Data: buf.Bytes(), VMCount: len(env.VMs), RuleCount: len(env.Rules), UpdatedAt: s.cfg.Now()}
-	if err := s.store.PutCloud(ctx, ce); err != nil {
-		return nil, err
-	}
-	// Read back for the stored time, which the store may round.
-	if stored, err := s.store.GetCloud(ctx, name); err == nil {
-		s.graphs.put(name, stored.UpdatedAt, g)
-		ce = stored
-	}
-	return ce, nil
 }

@@ -790,14 +790,23 @@ func (s *Server) finish(ctx context.Context, wk *scanfleet.Worker, reqs []finish
 // by telling its worker, which stops it (its process group, for external
 // programs) and reports it cancelled.
 func (s *Server) handleCancelTask(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	t, err := s.store.RequestCancel(ctx, pathValue(r, "id"), s.cfg.Now())
+	t, err := s.cancelTask(r.Context(), pathValue(r, "id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	s.sendCancel(ctx, t)
 	writeJSON(w, http.StatusAccepted, t)
+}
+
+// cancelTask cancels a task at once when it has not started, else tells
+// its worker, which stops it and reports it cancelled.
+func (s *Server) cancelTask(ctx context.Context, id string) (*scanfleet.Task, error) {
+	t, err := s.store.RequestCancel(ctx, id, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.sendCancel(ctx, t)
+	return t, nil
 }
 
 // sendCancel tells the worker running t, if any, to stop it: in its next

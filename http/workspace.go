@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -22,16 +23,8 @@ func (s *Server) handleCreateWorkspace(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	now := s.cfg.Now()
-	ws := &scanfleet.Workspace{
-		ID: scanfleet.NewID(), Name: req.Name, Description: req.Description, Scope: req.Scope,
-		CreatedAt: now, UpdatedAt: now,
-	}
-	if err := ws.Validate(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.store.CreateWorkspace(r.Context(), ws); err != nil {
+	ws := &scanfleet.Workspace{Name: req.Name, Description: req.Description, Scope: req.Scope}
+	if err := s.createWorkspace(r.Context(), ws); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -79,19 +72,7 @@ func (s *Server) handleUpdateWorkspace(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if upd.Scope != nil {
-		scope, err := upd.Scope.Normalize()
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		upd.Scope = &scope
-	}
-	if upd.Description != nil && len(*upd.Description) > 4096 {
-		s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "description: longer than 4096 characters"))
-		return
-	}
-	ws, err := s.store.UpdateWorkspace(r.Context(), pathValue(r, "ws"), upd)
+	ws, err := s.updateWorkspace(r.Context(), pathValue(r, "ws"), upd)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -127,4 +108,29 @@ func (s *Server) handleCheckScope(w http.ResponseWriter, r *http.Request) {
 	}
 	d := m.Check(target)
 	writeJSON(w, http.StatusOK, map[string]any{"target": target, "in_scope": d.In, "rule": d.Rule, "reason": d.Reason})
+}
+
+// createWorkspace validates and stores a new workspace (the API and the UI).
+func (s *Server) createWorkspace(ctx context.Context, ws *scanfleet.Workspace) error {
+	now := s.cfg.Now()
+	ws.ID, ws.CreatedAt, ws.UpdatedAt = scanfleet.NewID(), now, now
+	if err := ws.Validate(); err != nil {
+		return err
+	}
+	return s.store.CreateWorkspace(ctx, ws)
+}
+
+// updateWorkspace validates and applies a change.
+func (s *Server) updateWorkspace(ctx context.Context, name string, upd scanfleet.WorkspaceUpdate) (*scanfleet.Workspace, error) {
+	if upd.Scope != nil {
+		scope, err := upd.Scope.Normalize()
+		if err != nil {
+			return nil, err
+		}
+		upd.Scope = &scope
+	}
+	if upd.Description != nil && len(*upd.Description) > 4096 {
+		return nil, scanfleet.Errorf(scanfleet.EINVALID, "description: longer than 4096 characters")
+	}
+	return s.store.UpdateWorkspace(ctx, name, upd)
 }
