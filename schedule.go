@@ -21,6 +21,10 @@ type ScheduleStore interface {
 	// done (created, queued, requested or started), or nil, and when the
 	// newest finished or failed one ended (nil when none did).
 	ScanRunState(ctx context.Context, scanID, workspace string) (inFlight *Task, lastEnd *time.Time, err error)
+	// RunStates returns, for every scan and workspace that has tasks,
+	// whether one is not done and when the newest finished or failed one
+	// ended: ScanRunState for all of them in one pass.
+	RunStates(ctx context.Context) (map[RunKey]RunState, error)
 	// AcquireLease takes or renews the named lease for holder until
 	// now+ttl; it reports false while another holder's lease runs.
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
@@ -32,6 +36,16 @@ type ScheduleStore interface {
 	// GetMark and SetMark keep how far a pass over the tasks got.
 	GetMark(ctx context.Context, name string) (time.Time, error)
 	SetMark(ctx context.Context, name string, t time.Time) error
+}
+
+// RunKey names the runs of one scan in one workspace.
+type RunKey struct{ ScanID, Workspace string }
+
+// RunState is what the scheduler needs to know of a scan's runs in a
+// workspace.
+type RunState struct {
+	InFlight bool       // a task is created, queued, requested or started
+	LastEnd  *time.Time // when the newest finished or failed task ended
 }
 
 // Webhook events.

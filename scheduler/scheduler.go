@@ -306,10 +306,15 @@ func (s *Scheduler) startDue(ctx context.Context, now time.Time) (int, error) {
 		}
 		cursor = next
 	}
+	states, err := s.store.RunStates(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("run states: %w", err)
+	}
+	p := &pass{states: states}
 	created := 0
 	var errs []error
 	for _, scan := range scans {
-		tasks, _, err := s.launch(ctx, scan, now, false)
+		tasks, _, err := s.launch(ctx, scan, now, false, p)
 		created += len(tasks)
 		if err != nil {
 			// One scan's trouble never blocks the others (Crossfeed #2596).
@@ -329,34 +334,80 @@ func (s *Scheduler) RunNow(ctx context.Context, scanID string) (created, inFligh
 	if err != nil {
 		return nil, nil, err
 	}
-	created, inFlight, err = s.launch(ctx, scan, s.cfg.Now(), true)
+	created, inFlight, err = s.launch(ctx, scan, s.cfg.Now(), true, nil)
 	if len(created) > 0 && s.cfg.TasksCreated != nil {
 		s.cfg.TasksCreated()
 	}
 	return created, inFlight, err
 }
 
+// pass is what one tick reads once for all scans: the state of every
+// scan's runs, and the workspaces (loaded when a run is first due).
+type pass struct {
+	states     map[scanfleet.RunKey]scanfleet.RunState
+	workspaces map[string]*scanfleet.Workspace
+}
+
+// workspace returns the named workspace, loading them all on first use.
+func (p *pass) workspace(ctx context.Context, st Store, name string) (*scanfleet.Workspace, error) {
+	if p.workspaces == nil {
+		p.workspaces = map[string]*scanfleet.Workspace{}
+		cursor := ""
+		for {
+			page, next, err := st.ListWorkspaces(ctx, scanfleet.Page{Limit: scanfleet.MaxPageLimit, Cursor: cursor})
+			if err != nil {
+				return nil, err
+			}
+			for _, ws := range page {
+				p.workspaces[ws.Name] = ws
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	if ws, ok := p.workspaces[name]; ok {
+		return ws, nil
+	}
+	return st.FindWorkspace(ctx, name)
+}
+
 // launch starts the scan's run where it is due (or, with force, wherever
-// none is in flight).
-func (s *Scheduler) launch(ctx context.Context, scan *scanfleet.Scan, now time.Time, force bool) (created, inFlight []*scanfleet.Task, err error) {
+// none is in flight). A tick passes what it read for all scans (p); a
+// manual run (nil) reads the store for this scan alone.
+func (s *Scheduler) launch(ctx context.Context, scan *scanfleet.Scan, now time.Time, force bool, p *pass) (created, inFlight []*scanfleet.Task, err error) {
 	tt, err := s.reg.Lookup(scan.Type)
 	if err != nil {
 		return nil, nil, scanfleet.Errorf(scanfleet.ECONFLICT, "scan %s has task type %q, which this server does not know", scan.ID, scan.Type)
 	}
 	var due []*scanfleet.Workspace
 	for _, name := range scan.Workspaces {
-		t, lastEnd, err := s.store.ScanRunState(ctx, scan.ID, name)
-		if err != nil {
-			return nil, nil, err
-		}
-		if t != nil {
-			inFlight = append(inFlight, t)
-			continue
+		var lastEnd *time.Time
+		if p != nil {
+			st := p.states[scanfleet.RunKey{ScanID: scan.ID, Workspace: name}]
+			if st.InFlight {
+				continue
+			}
+			lastEnd = st.LastEnd
+		} else {
+			var t *scanfleet.Task
+			if t, lastEnd, err = s.store.ScanRunState(ctx, scan.ID, name); err != nil {
+				return nil, nil, err
+			} else if t != nil {
+				inFlight = append(inFlight, t)
+				continue
+			}
 		}
 		if !force && !isDue(scan, lastEnd, now) {
 			continue
 		}
-		ws, err := s.store.FindWorkspace(ctx, name)
+		var ws *scanfleet.Workspace
+		if p != nil {
+			ws, err = p.workspace(ctx, s.store, name)
+		} else {
+			ws, err = s.store.FindWorkspace(ctx, name)
+		}
 		if err != nil {
 			return nil, inFlight, err
 		}

@@ -191,7 +191,7 @@ func TestSingleRunAndCron(t *testing.T) {
 	r.end(r.tasks(once.ID), scanfleet.TaskFinished)
 	r.clock.Add(10 * time.Minute)
 	r.end(r.tasks(cron.ID), scanfleet.TaskFinished) // ended at 00:10
-	r.clock.Add(40 * time.Minute)                    // 00:50
+	r.clock.Add(40 * time.Minute)                   // 00:50
 	require.NoError(t, s.Tick(ctx))
 	require.Len(t, r.tasks(cron.ID), 1, "next cron time 01:00 not reached")
 	r.clock.Add(11 * time.Minute) // 01:01

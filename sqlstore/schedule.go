@@ -79,6 +79,31 @@ func (db *DB) ScanRunState(ctx context.Context, scanID, workspace string) (*scan
 	return nil, fromNullMicros(end), nil
 }
 
+// RunStates implements scanfleet.ScheduleStore with one grouped query.
+func (db *DB) RunStates(ctx context.Context) (map[scanfleet.RunKey]scanfleet.RunState, error) {
+	rows, err := db.query(ctx, db.read, `SELECT scan_id, workspace,
+		MAX(CASE WHEN status IN ('created', 'queued', 'requested', 'started') THEN 1 ELSE 0 END),
+		MAX(CASE WHEN status = 'finished' THEN finished_at WHEN status = 'failed' THEN failed_at END)
+		FROM tasks WHERE scan_id <> '' GROUP BY scan_id, workspace`)
+	if err != nil {
+		return nil, fmt.Errorf("run states: %w", err)
+	}
+	defer rows.Close()
+	out := map[scanfleet.RunKey]scanfleet.RunState{}
+	for rows.Next() {
+		var (
+			k        scanfleet.RunKey
+			inFlight int
+			end      sql.NullInt64
+		)
+		if err := rows.Scan(&k.ScanID, &k.Workspace, &inFlight, &end); err != nil {
+			return nil, fmt.Errorf("run states: %w", err)
+		}
+		out[k] = scanfleet.RunState{InFlight: inFlight == 1, LastEnd: fromNullMicros(end)}
+	}
+	return out, wrap("run states", rows.Err())
+}
+
 // AcquireLease implements scanfleet.ScheduleStore: one guarded upsert, so
 // two replicas racing for a free lease cannot both win.
 func (db *DB) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error) {

@@ -70,6 +70,15 @@ var scheduleTests = map[string]func(*testing.T, scanfleet.Store){
 		inFlight, _, err = s.ScanRunState(ctx, sc.ID, "b")
 		require.NoError(t, err)
 		require.Equal(t, running.ID, inFlight.ID)
+		states, err := s.RunStates(ctx)
+		require.NoError(t, err)
+		require.Len(t, states, 2)
+		a := states[scanfleet.RunKey{ScanID: sc.ID, Workspace: "a"}]
+		require.False(t, a.InFlight)
+		requireTime(t, at(2*time.Hour), *a.LastEnd, "last end")
+		b := states[scanfleet.RunKey{ScanID: sc.ID, Workspace: "b"}]
+		require.True(t, b.InFlight)
+		require.Nil(t, b.LastEnd)
 
 		// A second run where one is in flight is refused whole; where none
 		// is, it goes ahead.
