@@ -49,6 +49,7 @@ var operations = []operation{
 	{method: "DELETE", path: "/api/v1/scans/{id}", summary: "Delete a scan; its tasks stay.", role: "operator", status: 204},
 	{method: "POST", path: "/api/v1/scans/{id}/run", summary: "Run a scan now; answers with the tasks it created.", role: "operator", status: 201, response: "TaskRun"},
 
+	{method: "GET", path: "/api/v1/scans/{id}/history", summary: "The scan's tasks, newest first (25 a page), with input, output, error, times and the first ?logs= lines of each log; filters as the task list.", role: "viewer", params: []string{"status", "workspace", "since", "until", "logs", "cursor", "limit"}, status: 200, response: "ScanHistory"},
 	{method: "GET", path: "/api/v1/tasks", summary: "List tasks, newest first.", role: "viewer", params: []string{"status", "scan", "workspace", "worker", "since", "until", "cursor", "limit"}, status: 200, response: "TaskList"},
 	{method: "POST", path: "/api/v1/tasks", summary: "Submit one task over targets in a workspace's scope, outside any scan; a target wholly out of scope is refused.", role: "operator", body: "TaskCreate", status: 201, response: "Task"},
 	{method: "GET", path: "/api/v1/tasks/{id}", summary: "Get a task.", role: "viewer", status: 200, response: "Task"},
@@ -89,7 +90,7 @@ var paramDocs = map[string]string{
 	"format": "json (default) or jsonl.", "target": "IP, CIDR, host name or URL.", "workspace": "Workspace name.",
 	"type": "Task type.", "enabled": "true or false.", "status": "Task status; repeat or comma-separate for several.",
 	"scan": "Scan id.", "worker": "Worker id: the tasks it holds or held.", "since": "RFC 3339 time; created at or after.", "until": "RFC 3339 time; created before.",
-	"after": "Return lines numbered after this one.", "attempt": "The attempt the worker runs; a stale one is refused.", "follow": "1 to stream lines as server-sent events until the task ends.",
+	"after": "Return lines numbered after this one.", "attempt": "The attempt the worker runs; a stale one is refused.", "follow": "1 to stream lines as server-sent events until the task ends.", "logs": "How many of each task's first log lines to include (0–1000, default 20).",
 	"vm_id": "A VM id of the cloud environment.", "mode": "transitive (default), direct or tag.",
 }
 

@@ -250,6 +250,7 @@ func (s *Server) routes() chi.Router {
 		operator.Patch("/scans/{id}", s.handleUpdateScan)
 		operator.Delete("/scans/{id}", s.handleDeleteScan)
 		operator.Post("/scans/{id}/run", s.handleRunScan)
+		viewer.Get("/scans/{id}/history", s.handleScanHistory)
 
 		viewer.Get("/tasks", s.handleListTasks)
 		operator.Post("/tasks", s.handleCreateTask)

@@ -504,3 +504,56 @@ func TestWebhookRoutes(t *testing.T) {
 	r = e.jsonReq("DELETE", "/api/v1/workspaces/acme/webhook", e.operator, nil)
 	require.Equal(t, http.StatusNoContent, r.status)
 }
+
+func TestScanHistory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, sfhttp.Config{})
+	e.createWorkspace("acme", "10.0.0.0/24")
+	e.createWorkspace("beta", "10.1.0.0/24")
+	r := e.jsonReq("POST", "/api/v1/scans", e.operator, map[string]any{"name": "nightly", "type": "noop", "workspaces": []string{"acme", "beta"}})
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	id := r.json(t)["id"].(string)
+	r = e.jsonReq("POST", "/api/v1/scans/"+id+"/run", e.operator, nil)
+	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
+	var run struct{ Tasks []scanfleet.Task }
+	require.NoError(t, json.Unmarshal(r.body, &run))
+	require.Len(t, run.Tasks, 2)
+	require.NoError(t, e.store.AppendTaskLogs(context.Background(), run.Tasks[0].ID, []string{"one", "two", "three"}, time.Now()))
+
+	// Asked again while in flight: the same tasks, nothing new.
+	r = e.jsonReq("POST", "/api/v1/scans/"+id+"/run", e.operator, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, true, r.json(t)["in_flight"])
+
+	r = e.jsonReq("GET", "/api/v1/scans/"+id+"/history?logs=2", e.viewer, nil)
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	var h struct {
+		Scan  scanfleet.Scan `json:"scan"`
+		Items []struct {
+			ID        string
+			Workspace string
+			Input     json.RawMessage
+			Logs      []scanfleet.TaskLog
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal(r.body, &h))
+	require.Equal(t, "nightly", h.Scan.Name)
+	require.Len(t, h.Items, 2)
+	require.Greater(t, h.Items[0].ID, h.Items[1].ID, "newest first")
+	for _, it := range h.Items {
+		require.NotEmpty(t, it.Input)
+		if it.ID == run.Tasks[0].ID {
+			require.Len(t, it.Logs, 2)
+			require.Equal(t, "one", it.Logs[0].Line)
+		}
+	}
+	r = e.jsonReq("GET", "/api/v1/scans/"+id+"/history?workspace=beta&status=created", e.viewer, nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.NoError(t, json.Unmarshal(r.body, &h))
+	require.Len(t, h.Items, 1)
+	require.Equal(t, "beta", h.Items[0].Workspace)
+	r = e.jsonReq("GET", "/api/v1/scans/"+id+"/history?logs=5000", e.viewer, nil)
+	require.Equal(t, http.StatusBadRequest, r.status)
+	r = e.jsonReq("GET", "/api/v1/scans/nope/history", e.viewer, nil)
+	require.Equal(t, http.StatusNotFound, r.status)
+}

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,29 +12,33 @@ import (
 	"github.com/scanfleet/scanfleet"
 )
 
-func (s *Server) handleListTasks(w http.ResponseWriter, r *http.Request) {
+// taskFilter reads the filters of a task list from the query.
+func taskFilter(r *http.Request) (scanfleet.TaskFilter, error) {
 	q := r.URL.Query()
 	p, err := page(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return scanfleet.TaskFilter{}, err
 	}
 	f := scanfleet.TaskFilter{ScanID: q.Get("scan"), Workspace: q.Get("workspace"), WorkerID: q.Get("worker"), Page: p}
 	for _, v := range q["status"] {
 		for _, name := range strings.Split(v, ",") {
 			st, err := scanfleet.ParseTaskStatus(strings.TrimSpace(name))
 			if err != nil {
-				s.writeError(w, r, err)
-				return
+				return f, err
 			}
 			f.Status = append(f.Status, st)
 		}
 	}
 	if f.Since, err = queryTime(r, "since"); err != nil {
-		s.writeError(w, r, err)
-		return
+		return f, err
 	}
-	if f.Until, err = queryTime(r, "until"); err != nil {
+	f.Until, err = queryTime(r, "until")
+	return f, err
+}
+
+func (s *Server) handleListTasks(w http.ResponseWriter, r *http.Request) {
+	f, err := taskFilter(r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -231,4 +236,57 @@ func (s *Server) handleCreateTask(w http.ResponseWriter, r *http.Request) {
 		s.cfg.TasksCreated()
 	}
 	writeJSON(w, http.StatusCreated, t)
+}
+
+// historyEntry is one task of a scan's history with the start of its log.
+type historyEntry struct {
+	*scanfleet.Task
+	Logs []scanfleet.TaskLog `json:"logs"`
+}
+
+// handleScanHistory is Crossfeed's Scan History: the scan's tasks newest
+// first, with the task list's filters (status, workspace, since, until),
+// their input, output and error, and the first ?logs= lines (20, at most
+// 1000) of each one's log.
+func (s *Server) handleScanHistory(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	scan, err := s.store.FindScan(ctx, pathValue(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f, err := taskFilter(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if f.Page.Limit == 0 || f.Page.Limit > 100 {
+		f.Page.Limit = min(cmp.Or(f.Page.Limit, 25), 100)
+	}
+	logs := 20
+	if v := r.URL.Query().Get("logs"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1000 {
+			s.writeError(w, r, scanfleet.Errorf(scanfleet.EINVALID, "logs: %q is not a number of lines from 0 to 1000", v))
+			return
+		}
+		logs = n
+	}
+	f.ScanID = scan.ID
+	tasks, next, err := s.store.ListTasks(ctx, f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	items := make([]historyEntry, len(tasks))
+	for i, t := range tasks {
+		items[i] = historyEntry{Task: t, Logs: []scanfleet.TaskLog{}}
+		if logs > 0 {
+			if items[i].Logs, err = s.store.ListTaskLogs(ctx, t.ID, 0, logs); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"scan": scan, "items": items, "next_cursor": next})
 }
