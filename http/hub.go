@@ -27,11 +27,12 @@ type hub struct {
 	pools    map[scanfleet.Pool][]string // pool → waiting worker ids
 	draining map[string]string           // worker id → session shutting down: lease it nothing
 	pulled   map[string]time.Time        // worker id → when its cancel requests were last read
+	beats    map[string]beat             // worker id → the heartbeat last stored
 }
 
 func newHub() *hub {
 	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{},
-		draining: map[string]string{}, pulled: map[string]time.Time{}}
+		draining: map[string]string{}, pulled: map[string]time.Time{}, beats: map[string]beat{}}
 }
 
 // push queues a command for a worker and wakes its poll.
@@ -151,5 +152,28 @@ func (h *hub) duePull(workerID string, now time.Time, every time.Duration) bool 
 		clear(h.pulled)
 	}
 	h.pulled[workerID] = now
+	return true
+}
+
+// beat is a stored heartbeat.
+type beat struct {
+	at       time.Time
+	draining bool
+}
+
+// dueBeat reports whether a poll's heartbeat should be stored: the last
+// one is more than every old, or the drain state changed. If so it notes
+// it as stored now.
+func (h *hub) dueBeat(workerID string, hb scanfleet.Heartbeat, now time.Time, every time.Duration) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last, ok := h.beats[workerID]
+	if ok && now.Sub(last.at) < every && last.draining == hb.Draining {
+		return false
+	}
+	if len(h.beats) > 100000 {
+		clear(h.beats)
+	}
+	h.beats[workerID] = beat{at: now, draining: hb.Draining}
 	return true
 }

@@ -414,9 +414,13 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	wk := workerFrom(ctx)
 	s.hub.setDraining(wk.ID, req.Heartbeat)
-	if err := s.store.HeartbeatWorker(ctx, wk.ID, req.Heartbeat, s.cfg.Now()); err != nil {
-		s.writeError(w, r, err)
-		return
+	// A busy worker polls many times a second: its heartbeat is stored
+	// at most once a second, or at once when it starts draining.
+	if s.hub.dueBeat(wk.ID, req.Heartbeat, time.Now(), time.Second) {
+		if err := s.store.HeartbeatWorker(ctx, wk.ID, req.Heartbeat, s.cfg.Now()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
