@@ -16,7 +16,8 @@
 #   net20   10.201.0.0/16 × 20 ports, all open     (goal: half masscan's time)
 #
 # Usage (root):  ./run.sh [suite...]        default: host net80 net20
-# Env: RATE (synscan probes/s, default 1000000), BENCH_TIMEOUT (s per command,
+# Env: RATE (synscan probes/s, default 1000000), SENDERS (synscan sending threads
+#      on net20, default 1), BENCH_TIMEOUT (s per command,
 #      default 180), OUT (results dir, default ./results), SKIP="nmap_sT ..." tools to skip.
 # Needs: apt-get install -y masscan zmap nmap iproute2 ; python3 ; go
 set -euo pipefail
@@ -32,6 +33,7 @@ ANY_NET=10.201.0.0/16
 PORTS_OPEN="22,80,443,1433,3306,5432,6379,8080,8443,9000,9200,11211,15672,20000,27017,31337,40000,50000,60000,65535"
 N_OPEN=20
 RATE="${RATE:-1000000}"
+SENDERS="${SENDERS:-1}"
 OUT="${OUT:-$HERE/results}"
 TMO="${BENCH_TIMEOUT:-180}"
 PIDS=()
@@ -147,7 +149,7 @@ suite_net80() {
 suite_net20() {
   local p=$((65536 * N_OPEN)) e=$((65536 * N_OPEN)) o="$OUT/net20"
   bench net20 synscan $e $p "$(cnt_lines $o.synscan.txt)" -- \
-    "${SF[@]}" -type synscan -ports "$PORTS_OPEN" -rate "$RATE" -retries 1 -wait 1s -o $o.synscan.txt "$ANY_NET"
+    "${SF[@]}" -type synscan -ports "$PORTS_OPEN" -rate "$RATE" -senders "$SENDERS" -retries 1 -wait 1s -o $o.synscan.txt "$ANY_NET"
   bench net20 portscan $e $p "$(cnt_lines $o.portscan.txt)" -- \
     bash -c "ulimit -n 65536; exec ${SF[*]} -type portscan -ports $PORTS_OPEN -concurrency 4096 -o $o.portscan.txt $ANY_NET"
   bench net20 masscan $e $p "$(cnt_masscan $o.masscan.lst)" -- \
