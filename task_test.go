@@ -2,7 +2,10 @@ package scanfleet
 
 import (
 	"encoding/json"
+	"math"
+	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,4 +285,80 @@ func TestChunkTargets(t *testing.T) {
 	require.Equal(t, []string{"10.0.1.0/24"}, in.Targets)
 	require.Equal(t, Chunk{N: 2, Of: 3}, in.Chunk)
 	require.Equal(t, ws.Scope.Include, in.Scope.Include)
+}
+
+// FuzzChunkTargets checks that chunks cover the targets' addresses
+// exactly, none larger than the chunk size, and that the names all come
+// back.
+func FuzzChunkTargets(f *testing.F) {
+	f.Add("10.0.0.0/22,10.9.0.1,a.example", int64(256))
+	f.Add("10.0.0.0/24", int64(1))
+	f.Add("2001:db8::/120,10.0.0.0/30", int64(3))
+	f.Fuzz(func(t *testing.T, list string, size int64) {
+		if size <= 0 || size > 1<<20 {
+			return
+		}
+		targets := strings.Split(list, ",")
+		chunks, err := ChunkTargets(targets, size)
+		if err != nil {
+			return
+		}
+		want, got := 0.0, 0.0
+		names := 0
+		for _, target := range targets {
+			if p, err := netip.ParsePrefix(target); err == nil {
+				want += math.Pow(2, float64(p.Addr().BitLen()-p.Bits()))
+			} else if a, err := netip.ParseAddr(target); err == nil {
+				_ = a
+				want++
+			} else {
+				names++
+			}
+		}
+		gotNames := 0
+		for _, c := range chunks {
+			n := 0.0
+			for _, target := range c {
+				if p, err := netip.ParsePrefix(target); err == nil {
+					n += math.Pow(2, float64(p.Addr().BitLen()-p.Bits()))
+				} else if _, err := netip.ParseAddr(target); err == nil {
+					n++
+				} else {
+					gotNames++
+				}
+			}
+			if n > float64(size) && len(c) > 1 {
+				t.Fatalf("chunk %v holds %v addresses, more than %d", c, n, size)
+			}
+			got += n
+		}
+		if got != want || gotNames != names {
+			t.Fatalf("chunks %v cover %v addresses and %d names; the targets %v have %v and %d", chunks, got, gotNames, targets, want, names)
+		}
+	})
+}
+
+// FuzzCheckTargets: whatever a user submits, the check answers without
+// panicking, and what it accepts as an address is in scope.
+func FuzzCheckTargets(f *testing.F) {
+	f.Add("10.0.0.1")
+	f.Add("10.0.0.0/16")
+	f.Add("https://www.acme.example:8443/x")
+	f.Add("[::1]:80")
+	m := Scope{Include: []string{"10.0.0.0/24", "*.acme.example"}, Exclude: []string{"10.0.0.5"}}.MustCompile()
+	f.Fuzz(func(t *testing.T, target string) {
+		if err := m.CheckTargets([]string{target}); err != nil {
+			if ErrorCode(err) != EINVALID {
+				t.Fatalf("%q: %v is not EINVALID", target, err)
+			}
+			return
+		}
+		host, err := TargetHost(target)
+		if err != nil {
+			t.Fatalf("%q accepted but has no host: %v", target, err)
+		}
+		if a, err := netip.ParseAddr(host); err == nil && !m.Contains(a.String()) {
+			t.Fatalf("%q accepted but %s is out of scope", target, a)
+		}
+	})
 }
