@@ -243,4 +243,7 @@ type EnrolResponse struct {
 // id with its credential.
 type NATSEndpoint struct {
 	URL string `json:"url"`
+	// CA is the PEM certificate(s) a worker trusts for a tls:// URL, when
+	// the server's NATS certificate is not signed by a public CA.
+	CA string `json:"ca,omitempty"`
 }

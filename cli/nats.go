@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,14 +22,54 @@ type natsQueue struct {
 	embedded *natsbus.Server
 	conn     *nats.Conn
 	url      string // what workers connect to
+	ca       string // PEM workers trust for a tls:// url; "" for none
+}
+
+// natsTLS are the embedded NATS server's TLS files.
+type natsTLS struct {
+	cert, key, ca string
+}
+
+// load returns the server's TLS config and the PEM workers should trust
+// (the --nats-tls-ca file, or the certificate itself when self-signed);
+// nil when no certificate is set.
+func (f natsTLS) load() (*tls.Config, string, error) {
+	if f.cert == "" && f.key == "" {
+		if f.ca != "" {
+			return nil, "", usagef("--nats-tls-ca needs --nats-tls-cert and --nats-tls-key")
+		}
+		return nil, "", nil
+	}
+	if f.cert == "" || f.key == "" {
+		return nil, "", usagef("--nats-tls-cert and --nats-tls-key go together")
+	}
+	pair, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if err != nil {
+		return nil, "", fmt.Errorf("load the NATS TLS certificate: %w", err)
+	}
+	trust := f.ca
+	if trust == "" {
+		trust = f.cert
+	}
+	pem, err := os.ReadFile(trust)
+	if err != nil {
+		return nil, "", fmt.Errorf("read the CA workers trust: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, string(pem), nil
 }
 
 // startNATS starts the embedded NATS server in dataDir, or connects to the
 // external one at externalURL.
-func startNATS(ctx context.Context, addr, externalURL, storeDir string, store scanfleet.Store, lease time.Duration, logger *slog.Logger) (*natsQueue, error) {
+func startNATS(ctx context.Context, addr, externalURL, storeDir string, tlsFiles natsTLS, store scanfleet.Store, lease time.Duration, logger *slog.Logger) (*natsQueue, error) {
 	q := &natsQueue{}
-	var err error
+	tlsConfig, ca, err := tlsFiles.load()
+	if err != nil {
+		return nil, err
+	}
 	if externalURL != "" {
+		if tlsConfig != nil {
+			return nil, usagef("--nats-tls-cert is for the embedded NATS server; with --nats-url the cluster's own TLS applies")
+		}
 		if q.conn, err = natsbus.Connect(externalURL, "", "", logger); err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", externalURL, err)
 		}
@@ -38,6 +80,7 @@ func startNATS(ctx context.Context, addr, externalURL, storeDir string, store sc
 			StoreDir:     storeDir,
 			Logger:       logger.With(slog.String("component", "nats")),
 			Authenticate: natsbus.Authenticator(store),
+			TLS:          tlsConfig,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS on %s: %w", addr, err)
@@ -46,7 +89,7 @@ func startNATS(ctx context.Context, addr, externalURL, storeDir string, store sc
 			q.embedded.Shutdown()
 			return nil, err
 		}
-		q.url = q.embedded.ClientURL()
+		q.url, q.ca = q.embedded.ClientURL(), ca
 	}
 	q.Bus, err = natsbus.NewBus(ctx, q.conn, natsbus.BusConfig{AckWait: lease, Logger: logger})
 	if err != nil {

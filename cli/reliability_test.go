@@ -21,6 +21,7 @@ import (
 type workerProc struct {
 	cmd    *exec.Cmd
 	id     string
+	state  string // its state file
 	stderr *bytes.Buffer
 }
 
@@ -32,7 +33,7 @@ func startWorker(t *testing.T, s *server, args ...string) *workerProc {
 	cmd := exec.Command(binary(t), append([]string{"worker", "--server", s.url, "--join-token", join, "--pool", "external",
 		"--transport", "http", "--state-file", state, "--task-lease", "2s", "--log-level", "debug"}, args...)...)
 	cmd.Env = cleanEnv()
-	w := &workerProc{cmd: cmd, stderr: &bytes.Buffer{}}
+	w := &workerProc{cmd: cmd, state: state, stderr: &bytes.Buffer{}}
 	cmd.Stderr = w.stderr
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/scanfleet/scanfleet"
 	sfhttp "github.com/scanfleet/scanfleet/http"
 	"github.com/scanfleet/scanfleet/natsbus"
@@ -26,7 +27,15 @@ type localWorkers struct {
 	closers []func()
 }
 
-func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, stateDir string, concurrency int, lease time.Duration, natsURL string, external []scanfleet.Executor, logger *slog.Logger) (*localWorkers, error) {
+func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.Store, stateDir string, concurrency int, lease time.Duration, natsURL, natsCA string, external []scanfleet.Executor, logger *slog.Logger) (*localWorkers, error) {
+	trust, err := natsbus.TrustPEM(natsCA)
+	if err != nil {
+		return nil, err
+	}
+	var natsOpts []nats.Option
+	if trust != nil {
+		natsOpts = append(natsOpts, trust)
+	}
 	transport := "http"
 	if natsURL != "" {
 		transport = "nats"
@@ -56,7 +65,7 @@ func startLocalWorkers(ctx context.Context, srv *sfhttp.Server, store scanfleet.
 		var src worker.Source = worker.HTTPSource{Client: client}
 		if transport == "nats" {
 			var closeSrc func()
-			if src, closeSrc, err = worker.DialNATS(ctx, natsURL, resp.Credential, natsbus.ConsumerConfig{WorkerID: resp.WorkerID, Pool: string(pool)}, wlog); err != nil {
+			if src, closeSrc, err = worker.DialNATS(ctx, natsURL, resp.Credential, natsbus.ConsumerConfig{WorkerID: resp.WorkerID, Pool: string(pool)}, wlog, natsOpts...); err != nil {
 				lw.Stop()
 				return nil, fmt.Errorf("local %s worker: %w", pool, err)
 			}

@@ -88,6 +88,7 @@ func (a *app) serverCommand() *cobra.Command {
 		natsURL          string
 		schedInterval    time.Duration
 		executorsDir     string
+		natsTLSFiles     natsTLS
 		maxActive        []string
 		maxActiveTotal   int
 	)
@@ -111,6 +112,9 @@ admin API token and prints it once.`,
 	cmd.Flags().BoolVar(&localWorkersOn, "local-workers", true, "run one in-process worker per pool")
 	cmd.Flags().BoolVar(&natsOn, "nats", true, "dispatch tasks over NATS JetStream (embedded unless --nats-url); false leaves only the HTTP long poll")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4223", "address of the embedded NATS server that workers connect to (port -1 picks a free one)")
+	cmd.Flags().StringVar(&natsTLSFiles.cert, "nats-tls-cert", "", "PEM certificate of the embedded NATS server: workers then connect with TLS (tls://)")
+	cmd.Flags().StringVar(&natsTLSFiles.key, "nats-tls-key", "", "PEM private key of --nats-tls-cert")
+	cmd.Flags().StringVar(&natsTLSFiles.ca, "nats-tls-ca", "", "PEM CA that signed --nats-tls-cert, sent to workers at enrolment (default: the certificate itself, for a self-signed one)")
 	cmd.Flags().StringVar(&natsURL, "nats-url", "", "nats://… URL of an external NATS cluster with JetStream, instead of the embedded server")
 	cmd.Flags().DurationVar(&lease, "task-lease", scanfleet.DefaultLease, "how long a worker holds a task without renewing it; a lapsed lease puts the task back for another attempt")
 	cmd.Flags().IntVar(&localConcurrency, "local-concurrency", 4, "tasks each in-process worker runs at once")
@@ -165,11 +169,12 @@ admin API token and prints it once.`,
 		rcfg := router.Config{Logger: logger}
 		var queue *natsQueue
 		if natsOn {
-			if queue, err = startNATS(ctx, natsAddr, natsURL, filepath.Join(sf.dataDir, "nats"), store, lease, logger); err != nil {
+			if queue, err = startNATS(ctx, natsAddr, natsURL, filepath.Join(sf.dataDir, "nats"), natsTLSFiles, store, lease, logger); err != nil {
 				return err
 			}
 			defer queue.Close()
-			hcfg.WorkerNATSURL, hcfg.Commands, hcfg.OnEnrol, hcfg.OnRevoke = queue.url, queue, queue.OnEnrol, queue.OnRevoke
+			hcfg.WorkerNATSURL, hcfg.WorkerNATSCA = queue.url, queue.ca
+			hcfg.Commands, hcfg.OnEnrol, hcfg.OnRevoke = queue, queue.OnEnrol, queue.OnRevoke
 			rcfg.Dispatcher = queue
 		}
 		srv, err := sfhttp.NewServer(store, reg, hcfg)
@@ -218,11 +223,11 @@ admin API token and prints it once.`,
 		defer stopLaunched()
 		var lw *localWorkers
 		if localWorkersOn {
-			qurl := ""
+			qurl, qca := "", ""
 			if queue != nil {
-				qurl = queue.url
+				qurl, qca = queue.url, queue.ca
 			}
-			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, sf.dataDir, localConcurrency, lease, qurl, external, logger); err != nil {
+			if lw, err = startLocalWorkers(context.WithoutCancel(ctx), srv, store, sf.dataDir, localConcurrency, lease, qurl, qca, external, logger); err != nil {
 				_ = srv.Stop(context.Background())
 				return err
 			}

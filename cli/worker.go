@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/scanfleet/scanfleet"
@@ -130,6 +131,7 @@ type workerState struct {
 	Site       string `json:"site"`
 	Transport  string `json:"transport"`
 	NATSURL    string `json:"nats_url,omitempty"`
+	NATSCA     string `json:"nats_ca,omitempty"`
 }
 
 func (a *app) workerCommand() *cobra.Command {
@@ -244,7 +246,7 @@ func loadOrEnrol(ctx context.Context, path string, req worker.EnrolRequest, serv
 	}
 	st = &workerState{Server: server, WorkerID: resp.WorkerID, Credential: resp.Credential, Pool: string(req.Pool), Site: req.Site, Transport: req.Transport}
 	if resp.NATS != nil {
-		st.NATSURL = resp.NATS.URL
+		st.NATSURL, st.NATSCA = resp.NATS.URL, resp.NATS.CA
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
 	if dir := filepath.Dir(path); dir != "." {
@@ -399,7 +401,15 @@ func newSource(ctx context.Context, st *workerState, client *worker.Client, logg
 		if st.NATSURL == "" {
 			return nil, nil, fmt.Errorf("the server gave no NATS URL at enrolment (it runs without NATS): use --transport http")
 		}
-		return worker.DialNATS(ctx, st.NATSURL, st.Credential, natsbus.ConsumerConfig{WorkerID: st.WorkerID, Pool: st.Pool, Site: st.Site}, logger)
+		trust, err := natsbus.TrustPEM(st.NATSCA)
+		if err != nil {
+			return nil, nil, err
+		}
+		var opts []nats.Option
+		if trust != nil {
+			opts = append(opts, trust)
+		}
+		return worker.DialNATS(ctx, st.NATSURL, st.Credential, natsbus.ConsumerConfig{WorkerID: st.WorkerID, Pool: st.Pool, Site: st.Site}, logger, opts...)
 	}
 	return nil, nil, fmt.Errorf("transport %q is not nats or http", st.Transport)
 }

@@ -45,6 +45,9 @@ type Config struct {
 	// WorkerNATSURL is the NATS URL given to enrolling NATS workers; ""
 	// when the server has no NATS.
 	WorkerNATSURL string
+	// WorkerNATSCA is the PEM a NATS worker trusts for a tls:// URL; ""
+	// for none (nats://, or a publicly signed certificate).
+	WorkerNATSCA string
 	// Commands delivers commands to NATS workers; nil without NATS.
 	Commands CommandBus
 	// OnEnrol is called after a worker enrolled, to prepare its queue

@@ -103,7 +103,7 @@ func (s *Server) Enrol(ctx context.Context, req EnrolRequest) (*EnrolResponse, e
 	}
 	resp := &EnrolResponse{WorkerID: wk.ID, Credential: cred}
 	if req.Transport == "nats" && s.cfg.WorkerNATSURL != "" {
-		resp.NATS = &scanfleet.NATSEndpoint{URL: s.cfg.WorkerNATSURL}
+		resp.NATS = &scanfleet.NATSEndpoint{URL: s.cfg.WorkerNATSURL, CA: s.cfg.WorkerNATSCA}
 	}
 	return resp, nil
 }

@@ -1,6 +1,9 @@
 package natsbus
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -10,6 +13,20 @@ import (
 )
 
 const reconnectBufSize = 8 << 20 // bytes buffered (acks, pulls) while reconnecting
+
+// TrustPEM returns the option that makes a connection trust the PEM
+// certificates for TLS (the embedded server's own, usually); nil when pem
+// is empty. The error says when the PEM holds no certificate.
+func TrustPEM(pem string) (nats.Option, error) {
+	if pem == "" {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(pem)) {
+		return nil, errors.New("the NATS CA holds no PEM certificate")
+	}
+	return nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
+}
 
 // Connect opens a connection for a worker (user = worker id, pass = its
 // secret) or for the server (ServerUser), or an unauthenticated one when user

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ type ServerConfig struct {
 	// ServerName names the NATS server in logs and monitoring.
 	// Default "scanfleet".
 	ServerName string
+	// TLS, when set, makes clients on TCP connect with TLS (the server's
+	// certificate); in-process connections are not affected. Default: none.
+	TLS *tls.Config
 	// Logger receives the NATS server's log lines. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -128,6 +132,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		NoSystemAccount:            true,
 		CustomClientAuthentication: &authenticator{cfg: cfg, n: names{cfg.Stream, cfg.SubjectPrefix}, log: cfg.Logger},
 	}
+	if cfg.TLS != nil {
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = cfg.TLS, true, 5
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		s.removeTemp()
@@ -171,7 +178,11 @@ func (s *Server) ClientURL() string {
 		if host == "" || host == "0.0.0.0" || host == "::" {
 			host = "127.0.0.1"
 		}
-		return "nats://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+		scheme := "nats://"
+		if s.cfg.TLS != nil {
+			scheme = "tls://"
+		}
+		return scheme + net.JoinHostPort(host, strconv.Itoa(a.Port))
 	}
 	return s.ns.ClientURL()
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/natsbus"
 )
@@ -113,8 +114,8 @@ func (s *NATSSource) drain(cmds []Command) []Command {
 // credential) and returns its source, and a function that closes the
 // connection. cc names the worker's pool and site, and the stream and
 // subject prefix when they are not the defaults.
-func DialNATS(ctx context.Context, url, credential string, cc natsbus.ConsumerConfig, logger *slog.Logger) (*NATSSource, func(), error) {
-	nc, err := natsbus.Connect(url, cc.WorkerID, credential, logger)
+func DialNATS(ctx context.Context, url, credential string, cc natsbus.ConsumerConfig, logger *slog.Logger, opts ...nats.Option) (*NATSSource, func(), error) {
+	nc, err := natsbus.Connect(url, cc.WorkerID, credential, logger, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
