@@ -355,6 +355,9 @@ func (s *scan) target(i uint64) (netip.Addr, uint16) {
 func (s *scan) index(a netip.Addr, pi int32) uint64 {
 	ps := s.plan.Prefixes
 	k := sort.Search(len(ps), func(k int) bool { return a.Less(ps[k].Addr()) }) - 1
+	if k < 0 || !ps[k].Contains(a) {
+		return ^uint64(0) // not in the plan; handle never asks for one
+	}
 	base := ps[k].Addr().As16()
 	x := a.As16()
 	off := binary.BigEndian.Uint64(x[8:]) - binary.BigEndian.Uint64(base[8:])
@@ -410,6 +413,13 @@ func (s *scan) handle(data []byte) {
 		s.stray.Add(1)
 		return
 	}
+	// The reply's source must be of the family of the address it came to:
+	// an IPv4-mapped IPv6 source (::ffff:a.b.c.d) would pass the plan as
+	// its IPv4 address and is never the answer to a probe.
+	if r.target.Is4In6() || r.target.Is4() != r.us.Is4() {
+		s.stray.Add(1)
+		return
+	}
 	if !s.plan.Contains(r.target) {
 		s.outOfScope.Add(1)
 		return
@@ -420,8 +430,12 @@ func (s *scan) handle(data []byte) {
 		s.stray.Add(1)
 		return
 	}
-	s.matched.Add(1)
 	idx := s.index(r.target, pi)
+	if idx >= s.nPorts*s.plan.Count() {
+		s.stray.Add(1)
+		return
+	}
+	s.matched.Add(1)
 	first := true
 	if s.answered != nil {
 		first = setBit(s.answered, idx)
