@@ -31,8 +31,9 @@ type ScheduleStore interface {
 	// ReleaseLease gives the lease up, if holder has it.
 	ReleaseLease(ctx context.Context, name, holder string) error
 	// TasksEndedSince returns up to limit tasks that ended (finished,
-	// failed or cancelled) after since, in the order they ended.
-	TasksEndedSince(ctx context.Context, since time.Time, limit int) ([]*Task, error)
+	// failed or cancelled), in the order (updated_at, id), after the task
+	// that ended at since with id afterID ("": every task of since too).
+	TasksEndedSince(ctx context.Context, since time.Time, afterID string, limit int) ([]*Task, error)
 	// GetMark and SetMark keep how far a pass over the tasks got.
 	GetMark(ctx context.Context, name string) (time.Time, error)
 	SetMark(ctx context.Context, name string, t time.Time) error

@@ -143,6 +143,7 @@ admin API token and prints it once.`,
 		}
 		var rt *router.Router
 		var launch *launcher.Launcher
+		var srv *sfhttp.Server
 		wake := func() {
 			rt.Wake()
 			if launch != nil {
@@ -152,7 +153,8 @@ admin API token and prints it once.`,
 		external := loadExternal(executorsDir, logger)
 		reg := registry(external...)
 		sched, err := scheduler.New(store, reg, scheduler.Config{Interval: schedInterval, MaxActive: caps,
-			MaxActiveTotal: maxActiveTotal, TasksCreated: wake, Logger: logger})
+			MaxActiveTotal: maxActiveTotal, TasksCreated: wake, Logger: logger,
+			ReloadTypes: func(ctx context.Context) error { return srv.RegisterWorkerTypes(ctx) }})
 		if err != nil {
 			return usageError{err}
 		}
@@ -177,7 +179,7 @@ admin API token and prints it once.`,
 			hcfg.Commands, hcfg.OnEnrol, hcfg.OnRevoke = queue, queue.OnEnrol, queue.OnRevoke
 			rcfg.Dispatcher = queue
 		}
-		srv, err := sfhttp.NewServer(store, reg, hcfg)
+		srv, err = sfhttp.NewServer(store, reg, hcfg)
 		if err != nil {
 			return usageError{err}
 		}

@@ -46,6 +46,10 @@ type Config struct {
 	// HTTPClient sends webhook deliveries. Default: a client with a 10 s
 	// timeout.
 	HTTPClient *http.Client
+	// ReloadTypes is called when a scan names a task type this server does
+	// not know, to learn the types workers announced to other replicas,
+	// before the scan is given up for this tick. Optional.
+	ReloadTypes func(ctx context.Context) error
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -196,18 +200,23 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("release queued tasks: %w", err)
 	}
-	n, err = s.startDue(ctx, now)
+	n, dueErr := s.startDue(ctx, now)
 	created += n
 	if created > 0 && s.cfg.TasksCreated != nil {
 		s.cfg.TasksCreated()
 	}
-	if err != nil {
-		return err
+	// One scan's trouble does not hold the webhooks up either.
+	var errs []error
+	if dueErr != nil {
+		errs = append(errs, dueErr)
 	}
 	if err := s.detectEvents(ctx, now); err != nil {
-		return fmt.Errorf("webhook events: %w", err)
+		errs = append(errs, fmt.Errorf("webhook events: %w", err))
 	}
-	return s.deliver(ctx, now)
+	if err := s.deliver(ctx, now); err != nil {
+		errs = append(errs, fmt.Errorf("webhook deliveries: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // room returns how many more tasks each pool may have active, and overall
@@ -378,6 +387,12 @@ func (p *pass) workspace(ctx context.Context, st Store, name string) (*scanfleet
 // manual run (nil) reads the store for this scan alone.
 func (s *Scheduler) launch(ctx context.Context, scan *scanfleet.Scan, now time.Time, force bool, p *pass) (created, inFlight []*scanfleet.Task, err error) {
 	tt, err := s.reg.Lookup(scan.Type)
+	if err != nil && s.cfg.ReloadTypes != nil {
+		if rerr := s.cfg.ReloadTypes(ctx); rerr != nil {
+			s.log.Warn("reload announced task types", slog.Any("err", rerr))
+		}
+		tt, err = s.reg.Lookup(scan.Type)
+	}
 	if err != nil {
 		return nil, nil, scanfleet.Errorf(scanfleet.ECONFLICT, "scan %s has task type %q, which this server does not know", scan.ID, scan.Type)
 	}

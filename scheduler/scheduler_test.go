@@ -350,3 +350,34 @@ func TestWebhooks(t *testing.T) {
 	}
 	require.Equal(t, 3, attempts, "one delivery took two attempts")
 }
+
+// TestEventsNotLost: 600 tasks that fail at the same moment (one batch of
+// outcomes) make 600 task.failed events, and a scan of an unknown type
+// holds nothing up.
+func TestEventsNotLost(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx := context.Background()
+	require.NoError(t, r.store.PutWebhook(ctx, &scanfleet.Webhook{Workspace: "acme", URL: "http://127.0.0.1:1/never", Secret: "k"}))
+	s := r.scheduler(scheduler.Config{})
+	require.NoError(t, s.Tick(ctx)) // sets the mark
+	ghost := r.scan(&scanfleet.Scan{Name: "ghost", Frequency: scanfleet.Duration(time.Hour)})
+	ghost.Type = "gone"
+	require.NoError(t, r.store.UpdateScan(ctx, ghost))
+	r.clock.Add(time.Second)
+	tasks := make([]*scanfleet.Task, 600)
+	for i := range tasks {
+		tasks[i] = &scanfleet.Task{ID: scanfleet.NewTaskID(), Type: "noop", Workspace: "acme", Pool: scanfleet.PoolExternal,
+			Status: scanfleet.TaskFailed, Error: "boom", MaxAttempts: 3, Input: []byte(`{}`), CreatedAt: r.clock.Now(), UpdatedAt: r.clock.Now()}
+	}
+	require.NoError(t, r.store.CreateTasks(ctx, tasks))
+	r.clock.Add(time.Second)
+	require.Error(t, s.Tick(ctx), "the ghost scan's type is unknown")
+	log, err := r.store.ListDeliveries(ctx, "acme", 1000)
+	require.NoError(t, err)
+	require.Len(t, log, 600)
+	require.Error(t, s.Tick(ctx))
+	log, err = r.store.ListDeliveries(ctx, "acme", 1000)
+	require.NoError(t, err)
+	require.Len(t, log, 600, "seen again in the overlap, stored once")
+}

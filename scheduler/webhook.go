@@ -19,7 +19,7 @@ import (
 // eventsMark names the store mark of how far event detection got.
 const eventsMark = "webhook-events"
 
-// maxEventBatch bounds the ended tasks one tick turns into events.
+// maxEventBatch is the size of one page of ended tasks.
 const maxEventBatch = 500
 
 // detectEvents turns tasks that ended since the last pass into webhook
@@ -36,24 +36,37 @@ func (s *Scheduler) detectEvents(ctx context.Context, now time.Time) error {
 		// First start: from now on, not the whole history.
 		return s.store.SetMark(ctx, eventsMark, now)
 	}
-	tasks, err := s.store.TasksEndedSince(ctx, mark, maxEventBatch)
-	if err != nil || len(tasks) == 0 {
-		return err
-	}
+	// Look again a little before the mark: a transaction that took its
+	// time before another's committed first may land behind it. Delivery
+	// ids are made from what they are about, so what is seen twice is
+	// stored once.
+	since, afterID := mark.Add(-eventOverlap), ""
 	var ds []*scanfleet.Delivery
 	type run struct{ scan, workspace string }
 	ended := map[run]*scanfleet.Task{} // the last task of the run seen ending
-	for _, t := range tasks {
-		if t.Status == scanfleet.TaskFailed {
-			ds = append(ds, delivery("task.failed:"+t.ID, t.Workspace, scanfleet.EventTaskFailed, now, map[string]any{
-				"task": map[string]any{"id": t.ID, "scan_id": t.ScanID, "type": t.Type, "workspace": t.Workspace,
-					"error": t.Error, "attempts": t.Attempts, "failed_at": t.FailedAt},
-			}))
+	for range maxEventPages {
+		tasks, err := s.store.TasksEndedSince(ctx, since, afterID, maxEventBatch)
+		if err != nil {
+			return err
 		}
-		if t.ScanID != "" {
-			ended[run{t.ScanID, t.Workspace}] = t
+		for _, t := range tasks {
+			if t.Status == scanfleet.TaskFailed {
+				ds = append(ds, delivery("task.failed:"+t.ID, t.Workspace, scanfleet.EventTaskFailed, now, map[string]any{
+					"task": map[string]any{"id": t.ID, "scan_id": t.ScanID, "type": t.Type, "workspace": t.Workspace,
+						"error": t.Error, "attempts": t.Attempts, "failed_at": t.FailedAt},
+				}))
+			}
+			if t.ScanID != "" {
+				ended[run{t.ScanID, t.Workspace}] = t
+			}
+			since, afterID = t.UpdatedAt, t.ID
+			if t.UpdatedAt.After(mark) {
+				mark = t.UpdatedAt
+			}
 		}
-		mark = t.UpdatedAt
+		if len(tasks) < maxEventBatch {
+			break
+		}
 	}
 	for r, last := range ended {
 		inFlight, _, err := s.store.ScanRunState(ctx, r.scan, r.workspace)
@@ -63,11 +76,15 @@ func (s *Scheduler) detectEvents(ctx context.Context, now time.Time) error {
 		if inFlight != nil {
 			continue // the run goes on; its last task will tell
 		}
-		name := ""
+		// One event per run: a run is known by when it was launched.
+		name, runID := "", "task:"+last.ID
 		if sc, err := s.store.FindScan(ctx, r.scan); err == nil {
 			name = sc.Name
+			if sc.LastRunAt != nil {
+				runID = sc.LastRunAt.UTC().Format(time.RFC3339Nano)
+			}
 		}
-		ds = append(ds, delivery("scan.finished:"+r.scan+":"+r.workspace+":"+last.ID, r.workspace, scanfleet.EventScanFinished, now, map[string]any{
+		ds = append(ds, delivery("scan.finished:"+r.scan+":"+r.workspace+":"+runID, r.workspace, scanfleet.EventScanFinished, now, map[string]any{
 			"scan": map[string]any{"id": r.scan, "name": name, "workspace": r.workspace, "last_task": last.ID, "last_status": last.Status},
 		}))
 	}
@@ -76,6 +93,12 @@ func (s *Scheduler) detectEvents(ctx context.Context, now time.Time) error {
 	}
 	return s.store.SetMark(ctx, eventsMark, mark)
 }
+
+// eventOverlap is how far before its mark event detection looks again.
+const eventOverlap = 2 * time.Second
+
+// maxEventPages bounds the pages of ended tasks one tick reads.
+const maxEventPages = 20
 
 func delivery(id, workspace, event string, now time.Time, body map[string]any) *scanfleet.Delivery {
 	body["event"], body["id"], body["time"] = event, id, now.UTC()
@@ -97,7 +120,11 @@ func (s *Scheduler) deliver(ctx context.Context, now time.Time) error {
 		return err
 	}
 	hooks := map[string]*scanfleet.Webhook{}
+	budget := time.Now().Add(s.cfg.Interval) // a slow endpoint must not hold the tick (and the lease) up
 	for _, d := range due {
+		if time.Now().After(budget) {
+			break // the rest stay due for the next tick
+		}
 		h, seen := hooks[d.Workspace]
 		if !seen {
 			h, err = s.store.GetWebhook(ctx, d.Workspace)

@@ -129,9 +129,9 @@ func (db *DB) ReleaseLease(ctx context.Context, name, holder string) error {
 }
 
 // TasksEndedSince implements scanfleet.ScheduleStore.
-func (db *DB) TasksEndedSince(ctx context.Context, since time.Time, limit int) ([]*scanfleet.Task, error) {
-	rows, err := db.query(ctx, db.read, "SELECT "+taskColumns+" FROM tasks WHERE updated_at > ? "+
-		"AND status IN ('finished', 'failed', 'cancelled') ORDER BY updated_at, id LIMIT ?", micros(since), limit)
+func (db *DB) TasksEndedSince(ctx context.Context, since time.Time, afterID string, limit int) ([]*scanfleet.Task, error) {
+	rows, err := db.query(ctx, db.read, "SELECT "+taskColumns+" FROM tasks WHERE (updated_at > ? OR (updated_at = ? AND id > ?)) "+
+		"AND status IN ('finished', 'failed', 'cancelled') ORDER BY updated_at, id LIMIT ?", micros(since), micros(since), afterID, limit)
 	list, err := scanAll(rows, err, scanTask)
 	return list, wrap("tasks ended since", err)
 }

@@ -131,12 +131,25 @@ var scheduleTests = map[string]func(*testing.T, scanfleet.Store){
 		c := newTask("a", scanfleet.TaskStarted, t0)
 		c.UpdatedAt = at(3 * time.Minute)
 		createTasks(t, s, a, b, c)
-		got, err := s.TasksEndedSince(ctx, t0, 10)
+		got, err := s.TasksEndedSince(ctx, t0, "", 10)
 		require.NoError(t, err)
 		require.Equal(t, []string{a.ID, b.ID}, taskIDs(got))
-		got, err = s.TasksEndedSince(ctx, at(time.Minute), 10)
+		got, err = s.TasksEndedSince(ctx, at(time.Minute), a.ID, 10)
 		require.NoError(t, err)
 		require.Equal(t, []string{b.ID}, taskIDs(got))
+		// Tasks that ended at the same time are paged by id, none lost.
+		same := []*scanfleet.Task{newTask("a", scanfleet.TaskFailed, t0), newTask("a", scanfleet.TaskFailed, t0), newTask("a", scanfleet.TaskFailed, t0)}
+		for _, task := range same {
+			task.UpdatedAt = at(5 * time.Minute)
+		}
+		createTasks(t, s, same...)
+		page1, err := s.TasksEndedSince(ctx, at(4*time.Minute), "", 2)
+		require.NoError(t, err)
+		require.Len(t, page1, 2)
+		page2, err := s.TasksEndedSince(ctx, page1[1].UpdatedAt, page1[1].ID, 2)
+		require.NoError(t, err)
+		require.Len(t, page2, 1)
+		require.ElementsMatch(t, taskIDs(same), append(taskIDs(page1), page2[0].ID))
 		require.NoError(t, s.SetMark(ctx, "events", at(time.Minute)))
 		require.NoError(t, s.SetMark(ctx, "events", at(2*time.Minute)))
 		mark, err = s.GetMark(ctx, "events")
