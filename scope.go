@@ -103,7 +103,26 @@ func (s Scope) Compile() (*ScopeMatcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ScopeMatcher{include: newScopeSet(n.Include), exclude: newScopeSet(n.Exclude)}, nil
+	m := &ScopeMatcher{include: newScopeSet(n.Include), exclude: newScopeSet(n.Exclude)}
+	m.exclude.prefixes = withMappedIPv4(m.exclude.prefixes)
+	return m, nil
+}
+
+// withMappedIPv4 adds, for each IPv6 exclude that covers IPv4-mapped
+// addresses (::ffff:0:0/96), the IPv4 prefix those map: excluding
+// ::ffff:10.0.0.0/104 excludes 10.0.0.0/8, and excluding ::/64 excludes
+// all of IPv4, since a scanner reaches the mapped address as IPv4.
+func withMappedIPv4(ps []scopePrefix) []scopePrefix {
+	for _, x := range ps {
+		switch {
+		case !x.p.Addr().Is6() || !x.p.Overlaps(mapped96):
+		case x.p.Bits() >= 96:
+			ps = append(ps, scopePrefix{netip.PrefixFrom(x.p.Addr().Unmap(), x.p.Bits()-96).Masked(), x.entry})
+		default:
+			ps = append(ps, scopePrefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), x.entry})
+		}
+	}
+	return ps
 }
 
 // MustCompile is Compile for scopes known to be valid, such as those read

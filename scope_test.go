@@ -633,3 +633,18 @@ func splitNonEmpty(s string) []string {
 	}
 	return strings.Split(s, ",")
 }
+
+// An IPv6 exclude that covers IPv4-mapped addresses excludes the IPv4
+// addresses they map, however the target is written.
+func TestScopeMappedExclude(t *testing.T) {
+	t.Parallel()
+	m := Scope{Include: []string{"10.0.0.0/8", "::/0"}, Exclude: []string{"::/64"}, AllowBroad: true}.MustCompile()
+	for _, target := range []string{"10.0.0.5", "::ffff:10.0.0.5", "10.0.0.0/24"} {
+		require.False(t, m.Contains(target), target)
+	}
+	require.Empty(t, m.Clip(netip.MustParsePrefix("10.0.0.0/24")))
+	require.True(t, m.Contains("2001:db8::1"))
+	m = Scope{Include: []string{"10.0.0.0/8"}, Exclude: []string{"::ffff:10.1.0.0/112"}, AllowBroad: true}.MustCompile()
+	require.False(t, m.Contains("10.1.2.3"))
+	require.True(t, m.Contains("10.2.0.1"))
+}

@@ -73,7 +73,7 @@ func (d *Dialer) Resolve(ctx context.Context, address string) ([]netip.Addr, err
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	found, err := r.LookupNetIP(ctx, "ip", name)
+	found, err := r.LookupNetIP(ctx, "ip", Absolute(name)) // no search domains
 	if err != nil {
 		return nil, err
 	}

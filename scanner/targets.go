@@ -91,7 +91,9 @@ func NewPlan(ctx context.Context, in *scanfleet.TaskInput, r Resolver) (*Plan, e
 			pl.OutOfScope = append(pl.OutOfScope, Skipped{target, d.Reason})
 			continue
 		}
-		addrs, err := r.LookupNetIP(ctx, "ip", name)
+		// As a fully qualified name: a resolver's search domains must not
+		// turn "admin" into an excluded admin.example.com.
+		addrs, err := r.LookupNetIP(ctx, "ip", Absolute(name))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -139,6 +141,17 @@ func (p *Plan) Contains(a netip.Addr) bool {
 	a = a.Unmap().WithZone("")
 	k := sort.Search(len(p.Prefixes), func(k int) bool { return a.Less(p.Prefixes[k].Addr()) }) - 1
 	return k >= 0 && p.Prefixes[k].Contains(a)
+}
+
+// Absolute returns name as a fully qualified name (a trailing dot), so
+// that a resolver's search domains cannot turn "admin" into an excluded
+// admin.example.com; localhost names stay as they are, for the hosts file.
+func Absolute(name string) string {
+	name = strings.TrimSuffix(name, ".")
+	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return name
+	}
+	return name + "."
 }
 
 // addAddr returns a+n within one address family.

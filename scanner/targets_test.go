@@ -59,3 +59,11 @@ func TestPlanRefusesBadTargets(t *testing.T) {
 	}, nil)
 	require.ErrorContains(t, err, "split the scan")
 }
+
+func TestAbsolute(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "admin.", scanner.Absolute("admin"))
+	require.Equal(t, "www.example.com.", scanner.Absolute("www.example.com."))
+	require.Equal(t, "localhost", scanner.Absolute("localhost"))
+	require.Equal(t, "app.localhost", scanner.Absolute("app.localhost"))
+}
