@@ -42,7 +42,7 @@ func TaskType() *scanfleet.TaskType {
 		Name:        TypeName,
 		Description: "Resolves the scope's names (A, AAAA, CNAME, MX, NS, TXT), brute-forces subdomains with wildcard detection and tries zone transfers.",
 		Params: []scanfleet.Param{
-			{Name: "resolvers", Type: scanfleet.ParamList, Description: "DNS servers to query as host:port; default the nameservers of /etc/resolv.conf."},
+			{Name: "resolvers", Type: scanfleet.ParamList, Description: "DNS servers to query, as address or address:port: in the workspace's scope, or among the worker's own; default the nameservers of /etc/resolv.conf."},
 			{Name: "rate", Type: scanfleet.ParamInteger, Default: 50, Min: ptr[int64](1), Max: ptr[int64](100_000), Description: "Queries per second over all resolvers."},
 			{Name: "timeout", Type: scanfleet.ParamDuration, Default: "2s", Description: "How long one query waits for its answer."},
 			{Name: "retries", Type: scanfleet.ParamInteger, Default: 2, Min: ptr[int64](0), Max: ptr[int64](10), Description: "Further tries of a query that timed out or failed, each against the next resolver."},
@@ -140,6 +140,9 @@ type Executor struct {
 	// ResolvConf is where the default resolvers are read; default
 	// /etc/resolv.conf.
 	ResolvConf string
+	// Trusted are resolvers, besides ResolvConf's, that a task may name
+	// although they are outside its scope (the worker's configuration).
+	Trusted []netip.Addr
 }
 
 var _ scanfleet.Executor = Executor{}
@@ -269,6 +272,11 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 	if err != nil {
 		return err
 	}
+	if len(args.List("resolvers")) > 0 {
+		if err := checkResolvers(cfg, m, e.Trusted); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := newRun(cfg, m, env, cancel)
@@ -289,5 +297,34 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 		return context.Cause(ctx)
 	}
 	env.Log(fmt.Sprintf("dns: done: %d names found, %d queries", r.counts.Get("found"), r.counts.Get("queries")))
+	return nil
+}
+
+// checkResolvers refuses resolvers a task names that are neither in the
+// workspace's scope nor the worker's own (its resolv.conf): a scan's
+// queries go to infrastructure the worker trusts or to targets it may
+// touch, nowhere else. A resolver is an address, never a name.
+func checkResolvers(cfg Config, m *scanfleet.ScopeMatcher, trusted []netip.Addr) error {
+	system := map[netip.Addr]bool{}
+	for _, a := range trusted {
+		system[a.Unmap()] = true
+	}
+	if cc, err := dns.ClientConfigFromFile(cfg.ResolvConf); err == nil {
+		for _, s := range cc.Servers {
+			if a, err := netip.ParseAddr(s); err == nil {
+				system[a.Unmap()] = true
+			}
+		}
+	}
+	for i, r := range cfg.Resolvers {
+		host, _, _ := net.SplitHostPort(r)
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			return scanfleet.Errorf(scanfleet.EINVALID, "args.resolvers[%d]: %q: give the resolver's address, not a name", i, r)
+		}
+		if a = a.Unmap(); !system[a] && !m.Contains(a.String()) {
+			return scanfleet.Errorf(scanfleet.EINVALID, "args.resolvers[%d]: %s is outside the workspace's scope and is not one of the worker's resolvers (%s)", i, a, cfg.ResolvConf)
+		}
+	}
 	return nil
 }

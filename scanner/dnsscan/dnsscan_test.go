@@ -3,6 +3,7 @@ package dnsscan_test
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -213,7 +214,11 @@ func TestAXFROutOfScopeNameserver(t *testing.T) {
 	s := startInproc(t, zone(true))
 	in := input(s, map[string]any{"brute": false}, "example.test")
 	in.Scope.Include = slices.DeleteFunc(in.Scope.Include, func(e string) bool { return e == "127.0.0.0/8" })
-	env := run(t, in)
+	// Out of scope, the resolver must be one the worker trusts.
+	err := dnsscan.Executor{}.Run(context.Background(), in, &scanner.LocalEnv{})
+	require.ErrorContains(t, err, "outside the workspace's scope")
+	env := &scanner.LocalEnv{}
+	require.NoError(t, dnsscan.Executor{Trusted: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}.Run(context.Background(), in, env))
 	require.Equal(t, map[string]int64{"out-of-scope": 1}, env.Results()["axfr"])
 	for _, q := range s.Queries(t) {
 		require.NotEqual(t, "AXFR example.test", q)
