@@ -160,6 +160,9 @@ func (e *Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfle
 	if err != nil {
 		return err
 	}
+	if err := e.checkAddressArgs(args, matcher); err != nil {
+		return err
+	}
 	targets, skip := e.scope(in, args, matcher, env)
 	if skip {
 		env.Log("no target is in scope: the program was not run")
@@ -190,6 +193,23 @@ func setResults(env scanfleet.ExecEnv, o *output) {
 	env.Result("lines", o.lines)
 	env.Result("records", o.records)
 	env.Result("skipped", o.skipped)
+}
+
+// checkAddressArgs refuses a task whose ip or cidr argument (other than
+// the target arguments, which scope filters) is not wholly in scope: the
+// program would be pointed outside it.
+func (e *Executor) checkAddressArgs(args map[string]any, m *scanfleet.ScopeMatcher) error {
+	for _, name := range sortedKeys(e.m.Arguments) {
+		a := e.m.Arguments[name]
+		v, ok := args[name]
+		if !ok || isTargetArg(name) || (a.Type != scanfleet.ParamIP && a.Type != scanfleet.ParamCIDR) {
+			continue
+		}
+		if d := m.Check(fmt.Sprint(v)); !d.In {
+			return scanfleet.Errorf(scanfleet.EINVALID, "args.%s: %s", name, d.Reason)
+		}
+	}
+	return nil
 }
 
 // scope checks the targets against the task's scope. A TARGET or TARGETS

@@ -413,3 +413,30 @@ func TestNewRequiresDeclaredVariables(t *testing.T) {
 	_, err = New(m, Config{Env: map[string]string{"API_KEY": "k", "API_URL": "x"}, PluginOptions: map[string]string{"BAD-NAME": "1"}})
 	require.ErrorContains(t, err, `PluginOptions: "BAD-NAME" is not a variable name`)
 }
+
+// An ip or cidr argument other than the targets must be wholly in scope:
+// the program is not run otherwise.
+func TestAddressArgumentsInScope(t *testing.T) {
+	t.Parallel()
+	m := testManifest(t, map[string]any{"arguments": map[string]any{
+		"MODE":    map[string]any{"mandatory": true, "type": "string"},
+		"TARGET":  map[string]any{"mandatory": true, "type": "list"},
+		"GATEWAY": map[string]any{"type": "ip"},
+		"NET":     map[string]any{"type": "cidr"},
+	}})
+	in := func(args map[string]any) *scanfleet.TaskInput {
+		a := map[string]any{"MODE": "env"}
+		for k, v := range args {
+			a[k] = v
+		}
+		return &scanfleet.TaskInput{TaskID: scanfleet.NewTaskID(), Targets: []string{"192.0.2.0/24"}, Args: a,
+			Scope: &scanfleet.Scope{Include: []string{"192.0.2.0/24"}, Exclude: []string{"192.0.2.128/25"}}}
+	}
+	_, err := run(t, context.Background(), m, Config{}, in(map[string]any{"GATEWAY": "203.0.113.9"}))
+	require.ErrorContains(t, err, "args.GATEWAY: 203.0.113.9 matches no include entry")
+	_, err = run(t, context.Background(), m, Config{}, in(map[string]any{"NET": "192.0.2.0/24"}))
+	require.ErrorContains(t, err, "args.NET: 192.0.2.0/24 is excluded")
+	env, err := run(t, context.Background(), m, Config{}, in(map[string]any{"GATEWAY": "192.0.2.1", "NET": "192.0.2.0/26"}))
+	require.NoError(t, err)
+	require.Len(t, env.Records(), 1)
+}
