@@ -169,9 +169,9 @@ type WorkerStore interface {
 	// AnnounceWorker replaces what the worker said of itself. An unknown
 	// id is ENOTFOUND.
 	AnnounceWorker(ctx context.Context, id string, a Announcement, now time.Time) error
-	// RevokeWorker deletes a worker and its credential, and ends the
-	// leases of the tasks it holds at now, so that they go to another
-	// worker at the next expiry pass. An unknown id is ENOTFOUND.
+	// RevokeWorker deletes a worker and its credential, and hands the
+	// tasks it holds back (requested, the attempt not counted; cancelled
+	// when their cancel was asked). An unknown id is ENOTFOUND.
 	RevokeWorker(ctx context.Context, id string, now time.Time) error
 }
 

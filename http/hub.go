@@ -103,11 +103,24 @@ func (h *hub) setDraining(workerID string, hb scanfleet.Heartbeat) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch cur, ok := h.draining[workerID]; {
+	case cur == revokedSession:
+		// Revoked: nothing the worker says lifts it.
 	case hb.Draining:
 		h.draining[workerID] = hb.Session
 	case ok && cur != hb.Session:
 		delete(h.draining, workerID)
 	}
+}
+
+// revokedSession marks a revoked worker in draining.
+const revokedSession = "\x00revoked"
+
+// revoke marks the worker as draining for good: a poll of it that was
+// already past authentication leases nothing more.
+func (h *hub) revoke(workerID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.draining[workerID] = revokedSession
 }
 
 func (h *hub) isDraining(workerID string) bool {

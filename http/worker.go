@@ -295,7 +295,7 @@ func (s *Server) handleRevokeWorker(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		// First, so that a poll already past authentication leases it
 		// nothing more; it cannot heartbeat to clear this.
-		s.hub.setDraining(id, scanfleet.Heartbeat{Draining: true, Session: "revoked"})
+		s.hub.revoke(id)
 		err = s.store.RevokeWorker(ctx, id, s.cfg.Now())
 	}
 	if err != nil {
@@ -305,7 +305,8 @@ func (s *Server) handleRevokeWorker(w http.ResponseWriter, r *http.Request) {
 	s.workersMu.Lock()
 	delete(s.workers, wk.Hash)
 	s.workersMu.Unlock()
-	s.hub.wake(wk.ID) // an open long poll ends now
+	s.hub.wake(wk.ID)         // an open long poll ends now
+	s.hub.NotifyPool(wk.Pool) // its tasks were handed back: others may take them
 	if s.cfg.OnRevoke != nil {
 		if err := s.cfg.OnRevoke(ctx, wk); err != nil {
 			s.logger.Warn("revoke worker: close its connections", "worker", wk.ID, "err", err)

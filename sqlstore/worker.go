@@ -303,9 +303,17 @@ func (db *DB) RevokeWorker(ctx context.Context, id string, now time.Time) error 
 		if n, _ := res.RowsAffected(); n == 0 {
 			return scanfleet.Errorf(scanfleet.ENOTFOUND, "worker %q not found", id)
 		}
-		_, err = db.exec(ctx, tx, "UPDATE tasks SET lease_expires_at = ? WHERE status = 'started' AND worker_id = ? AND (lease_expires_at IS NULL OR lease_expires_at > ?)",
-			micros(truncTime(now)), id, micros(truncTime(now)))
-		if err != nil {
+		// Its tasks are handed back as a draining worker's are: their
+		// attempt does not count; one whose cancel was asked ends
+		// cancelled.
+		ts := micros(truncTime(now))
+		if _, err := db.exec(ctx, tx, `UPDATE tasks SET status = 'cancelled', cancelled_at = ?, updated_at = ?, lease_expires_at = NULL
+			WHERE status = 'started' AND worker_id = ? AND cancel_requested = TRUE`, ts, ts, id); err != nil {
+			return fmt.Errorf("revoke worker: %w", err)
+		}
+		if _, err := db.exec(ctx, tx, `UPDATE tasks SET status = 'requested', requested_at = ?, updated_at = ?, lease_expires_at = NULL,
+			worker_id = '', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+			error = 'handed back: its worker was revoked' WHERE status = 'started' AND worker_id = ?`, ts, ts, id); err != nil {
 			return fmt.Errorf("revoke worker: %w", err)
 		}
 		return nil

@@ -323,12 +323,13 @@ var workerTests = map[string]func(*testing.T, scanfleet.Store){
 		require.NoError(t, s.RevokeWorker(ctx, w.ID, at(time.Second)))
 		_, err := s.FindWorkerByHash(ctx, w.Hash)
 		requireCode(t, err, scanfleet.ENOTFOUND)
-		// Its task goes back at the next expiry pass, long before its lease
-		// would have lapsed.
-		requeued, err := s.ExpireLeases(ctx, at(2*time.Second))
+		// Its task is handed back at once, the attempt not counted.
+		back, err := s.FindTask(ctx, task.ID)
 		require.NoError(t, err)
-		require.Len(t, requeued, 1)
-		require.Equal(t, task.ID, requeued[0].ID)
+		require.Equal(t, scanfleet.TaskRequested, back.Status)
+		require.Equal(t, 0, back.Attempts)
+		require.Empty(t, back.WorkerID)
+		require.Nil(t, back.LeaseExpiresAt)
 		requireCode(t, s.RevokeWorker(ctx, w.ID, at(time.Minute)), scanfleet.ENOTFOUND)
 	},
 	"Announce": func(t *testing.T, s scanfleet.Store) {

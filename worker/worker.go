@@ -420,7 +420,8 @@ func (w *Worker) handBack(ctx context.Context, as []Assignment) {
 	for _, a := range as {
 		switch {
 		case a.Task != nil:
-			if err := w.report(ctx, a.TaskID, outcome{Status: scanfleet.TaskRequested, Error: "handed back: worker shut down"}); err != nil {
+			o := outcome{Status: scanfleet.TaskRequested, Error: "handed back: worker shut down", Attempt: a.Task.Attempts}
+			if err := w.report(ctx, a.TaskID, o); err != nil {
 				w.log.Warn("hand back", slog.String("task", a.TaskID), slog.Any("err", err))
 			}
 		case a.Release != nil:
