@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -212,7 +213,15 @@ func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet
 	errs := make([]error, len(outs))
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var logs []any
-		for i, o := range outs {
+		// In task id order, as other multi-row updates lock rows, so that
+		// two transactions on PostgreSQL never wait for each other.
+		order := make([]int, len(outs))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return outs[order[a]].TaskID < outs[order[b]].TaskID })
+		for _, i := range order {
+			o := outs[i]
 			t, err := db.finishTask(ctx, tx, workerID, o, now, &logs)
 			if err != nil && scanfleet.ErrorCode(err) == scanfleet.EINTERNAL {
 				return err
