@@ -3,12 +3,18 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 )
 
 // maxCachedStmts bounds the prepared statements kept per pool: queries
 // with IN lists of many lengths must not grow the cache without end.
 const maxCachedStmts = 256
+
+// maxCachedParams bounds the parameters of a cached statement: multi-row
+// INSERTs and long IN lists come in many lengths, each its own text, and
+// would crowd the hot queries out of the cache.
+const maxCachedParams = 64
 
 // stmtCache keeps prepared statements of the hot queries. Parsing SQL is a
 // large part of a short statement's cost (with the pure-Go SQLite driver
@@ -37,6 +43,9 @@ func (c *stmtCache) get(ctx context.Context, q querier, query string, txPool *sq
 		pool, tx = txPool, x
 	default:
 		return nil
+	}
+	if strings.Count(query, "?")+strings.Count(query, "$") > maxCachedParams {
+		return nil // a long list of values: its text changes with its length
 	}
 	c.mu.Lock()
 	if c.stmts == nil {
