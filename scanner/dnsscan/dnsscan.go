@@ -185,7 +185,13 @@ func (e Executor) config(args scanner.Args) (Config, error) {
 		defer f.Close()
 		words, bad := parseWordlist(io.LimitReader(f, maxWordlistBytes+1))
 		if len(bad) > 0 {
-			return c, scanfleet.Errorf(scanfleet.EINVALID, "args.wordlist_file: %s: %s", path, bad[0])
+			// The line itself is not repeated: the path is the task's to
+			// choose, the file's content is the worker's.
+			msg := bad[0]
+			if line, _, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(line, "line ") {
+				msg = line + " is not a DNS label (one label per line)"
+			}
+			return c, scanfleet.Errorf(scanfleet.EINVALID, "args.wordlist_file: %s: %s", path, msg)
 		}
 		c.Words = append(c.Words, words...)
 	}
