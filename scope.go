@@ -208,46 +208,89 @@ var mapped96 = netip.PrefixFrom(mapped4, 96)
 // a CIDR target scans exactly these. An IPv4-mapped IPv6 prefix is
 // returned as the IPv4 prefixes it reaches.
 func (m *ScopeMatcher) Clip(p netip.Prefix) []netip.Prefix {
+	return m.clipN(p, -1)
+}
+
+// clipN is Clip stopping after n prefixes (n < 0: all).
+func (m *ScopeMatcher) clipN(p netip.Prefix, n int) []netip.Prefix {
 	p = p.Masked()
 	if p.Addr().Is4In6() && p.Bits() >= 96 {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
-	return m.clip(p, nil)
+	c := clipper{limit: n}
+	c.clip(p, overlapping(m.include.prefixes, p), overlapping(m.exclude.prefixes, p))
+	return c.out
 }
 
-func (m *ScopeMatcher) clip(p netip.Prefix, out []netip.Prefix) []netip.Prefix {
+// clipper collects the in-scope parts of a prefix. Each step of the
+// recursion gets only the entries that overlap its prefix, so a scope of
+// many entries costs in proportion to the entries near each part.
+type clipper struct {
+	out   []netip.Prefix
+	limit int
+}
+
+func (c *clipper) full() bool { return c.limit >= 0 && len(c.out) >= c.limit }
+
+func (c *clipper) clip(p netip.Prefix, inc, exc []scopePrefix) {
+	if c.full() {
+		return
+	}
 	if p.Addr().Is6() && p.Overlaps(mapped96) {
 		if p.Bits() >= 96 {
-			return m.clip(netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96), out)
+			v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			c.clip(v4, inc, exc) // the IPv4 entries were passed down with p's
+			return
 		}
-		return m.split(p, out) // decide the mapped range on its own
+		c.split(p, inc, exc) // decide the mapped range on its own
+		return
 	}
-	overlapsExclude := false
-	for _, x := range m.exclude.prefixes {
+	for _, x := range exc {
 		if x.p.Bits() <= p.Bits() && x.p.Contains(p.Addr()) {
-			return out // all of p is excluded
+			return // all of p is excluded
 		}
-		overlapsExclude = overlapsExclude || x.p.Overlaps(p)
 	}
-	overlapsInclude := false
-	for _, in := range m.include.prefixes {
-		if !overlapsExclude && in.p.Bits() <= p.Bits() && in.p.Contains(p.Addr()) {
-			return append(out, p)
+	if len(exc) == 0 {
+		for _, in := range inc {
+			if in.p.Bits() <= p.Bits() && in.p.Contains(p.Addr()) {
+				c.out = append(c.out, p)
+				return
+			}
 		}
-		overlapsInclude = overlapsInclude || in.p.Overlaps(p)
 	}
-	if !overlapsInclude {
-		return out
+	if len(inc) == 0 {
+		return
 	}
-	return m.split(p, out)
+	c.split(p, inc, exc)
 }
 
 // split clips both halves of p.
-func (m *ScopeMatcher) split(p netip.Prefix, out []netip.Prefix) []netip.Prefix {
+func (c *clipper) split(p netip.Prefix, inc, exc []scopePrefix) {
 	lo := netip.PrefixFrom(p.Addr(), p.Bits()+1)
-	out = m.clip(lo, out)
-	hi := lastAddr(lo).Next()
-	return m.clip(netip.PrefixFrom(hi, p.Bits()+1), out)
+	hi := netip.PrefixFrom(lastAddr(lo).Next(), p.Bits()+1)
+	for _, h := range []netip.Prefix{lo, hi} {
+		c.clip(h, overlapping(inc, h), overlapping(exc, h))
+	}
+}
+
+// overlapping returns the entries that overlap p; for an IPv6 p that
+// holds IPv4-mapped addresses, the IPv4 entries too.
+func overlapping(list []scopePrefix, p netip.Prefix) []scopePrefix {
+	var v4 netip.Prefix
+	mapped := p.Addr().Is6() && p.Overlaps(mapped96)
+	if mapped {
+		v4 = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if p.Bits() >= 96 {
+			v4 = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+	}
+	var out []scopePrefix
+	for _, x := range list {
+		if x.p.Overlaps(p) || (mapped && x.p.Overlaps(v4)) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // lastAddr returns the last address of a masked prefix.

@@ -648,3 +648,24 @@ func TestScopeMappedExclude(t *testing.T) {
 	require.False(t, m.Contains("10.1.2.3"))
 	require.True(t, m.Contains("10.2.0.1"))
 }
+
+// BenchmarkClipLargeScope clips 0.0.0.0/0 against a scope of 4,000
+// scattered /32 includes and 1,000 excludes, as CheckTargets does for a
+// broad target.
+func BenchmarkClipLargeScope(b *testing.B) {
+	var inc, exc []string
+	for i := range 4000 {
+		inc = append(inc, fmt.Sprintf("10.%d.%d.%d", i%256, (i*7)%256, (i*13)%256))
+	}
+	for i := range 1000 {
+		exc = append(exc, fmt.Sprintf("10.%d.%d.0/30", (i*3)%256, (i*11)%256))
+	}
+	m := Scope{Include: inc, Exclude: exc, AllowBroad: true}.MustCompile()
+	all := netip.MustParsePrefix("0.0.0.0/0")
+	b.ResetTimer()
+	for range b.N {
+		if len(m.Clip(all)) == 0 {
+			b.Fatal("nothing in scope")
+		}
+	}
+}

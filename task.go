@@ -351,7 +351,7 @@ func (m *ScopeMatcher) CheckTargets(targets []string) error {
 			return Errorf(EINVALID, "targets[%d]: %q is not a valid target: %v", i, target, err)
 		}
 		if p, err := netip.ParsePrefix(host); err == nil {
-			if len(m.Clip(p)) == 0 {
+			if len(m.clipN(p, 1)) == 0 { // some part in scope is enough
 				return Errorf(EINVALID, "targets[%d]: %s", i, m.Check(host).Reason)
 			}
 			continue
