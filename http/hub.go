@@ -190,3 +190,10 @@ func (h *hub) dueBeat(workerID string, hb scanfleet.Heartbeat, now time.Time, ev
 	h.beats[workerID] = beat{at: now, draining: hb.Draining}
 	return true
 }
+
+// storedBeat notes a heartbeat stored outside a poll.
+func (h *hub) storedBeat(workerID string, hb scanfleet.Heartbeat, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.beats[workerID] = beat{at: now, draining: hb.Draining}
+}

@@ -376,6 +376,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	s.hub.storedBeat(wk.ID, hb, time.Now()) // so that a poll's throttle knows what is stored
 	writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: nonNilCmds(s.hub.take(wk.ID))})
 }
 

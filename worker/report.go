@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -69,9 +70,22 @@ func (w *Worker) sendReports(batch []report) {
 			return
 		}
 		code := scanfleet.ErrorCode(err)
+		if code == scanfleet.ETOOLARGE {
+			// Too big for one request: halves go on their own; a single
+			// outcome goes without its last log lines.
+			if len(batch) > 1 {
+				w.sendReports(batch[:len(batch)/2])
+				w.sendReports(batch[len(batch)/2:])
+				return
+			}
+			if len(batch[0].o.Logs) > 0 {
+				batch[0].o.Logs = []string{fmt.Sprintf("[scanfleet] %d last log lines dropped: too large to report", len(batch[0].o.Logs))}
+				continue
+			}
+		}
 		keep := batch[:0]
 		for _, r := range batch {
-			if code == scanfleet.EINVALID || code == scanfleet.EUNAUTHORIZED || time.Now().After(r.deadline) {
+			if code == scanfleet.EINVALID || code == scanfleet.EUNAUTHORIZED || code == scanfleet.ETOOLARGE || time.Now().After(r.deadline) {
 				r.done <- err
 			} else {
 				keep = append(keep, r)
