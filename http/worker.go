@@ -438,6 +438,9 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		if req.Max > 0 && !s.hub.isDraining(wk.ID) && len(f.Types) > 0 && ctx.Err() == nil {
 			var err error
 			tasks, err = s.store.ClaimNext(ctx, f, wk.ID, s.cfg.Lease, s.cfg.Now())
+			if err == nil {
+				err = s.currentScope(ctx, tasks)
+			}
 			if err != nil {
 				done()
 				s.writeError(w, r, err)
@@ -507,11 +510,43 @@ func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err = s.store.ClaimTask(ctx, t.ID, wk.ID, s.cfg.Lease, s.cfg.Now())
+	if err == nil {
+		err = s.currentScope(ctx, []*scanfleet.Task{t})
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, t)
+}
+
+// currentScope gives started tasks their workspace's scope as it is now,
+// not as it was when they were created: a scope narrowed while a task
+// waited binds it when it starts.
+func (s *Server) currentScope(ctx context.Context, tasks []*scanfleet.Task) error {
+	scopes := map[string]*scanfleet.Scope{}
+	for _, t := range tasks {
+		sc, ok := scopes[t.Workspace]
+		if !ok {
+			ws, err := s.store.FindWorkspace(ctx, t.Workspace)
+			if err != nil {
+				return err
+			}
+			sc = &ws.Scope
+			scopes[t.Workspace] = sc
+		}
+		var in scanfleet.TaskInput
+		if err := json.Unmarshal(t.Input, &in); err != nil {
+			return fmt.Errorf("task %s: input: %w", t.ID, err)
+		}
+		in.Scope, in.Exclude = sc, sc.Exclude
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		t.Input = b
+	}
+	return nil
 }
 
 type claimRequest struct {
@@ -532,6 +567,9 @@ func (s *Server) handleClaimBatch(w http.ResponseWriter, r *http.Request) {
 		f.Types = nil
 	}
 	tasks, err := s.store.ClaimTasks(r.Context(), req.IDs, f, wk.ID, s.cfg.Lease, s.cfg.Now())
+	if err == nil {
+		err = s.currentScope(r.Context(), tasks)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

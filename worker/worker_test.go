@@ -83,7 +83,7 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
-	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask(), attacksurface.TaskType(), artifactExecutor{}.TaskType())
+	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask(), attacksurface.TaskType(), artifactExecutor{}.TaskType(), scopeExecutor{}.TaskType())
 	require.NoError(t, err)
 	r := &rig{t: t, store: store, lease: lease, transport: transport}
 	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }}
@@ -233,7 +233,7 @@ func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) ident {
 	if caps == nil {
 		caps = []scanfleet.Requirement{}
 	}
-	execs := map[scanfleet.Pool][]string{scanfleet.PoolExternal: {"noop", "artifact"}, scanfleet.PoolBaremetal: {"rawprobe"},
+	execs := map[scanfleet.Pool][]string{scanfleet.PoolExternal: {"noop", "artifact", "scopecheck"}, scanfleet.PoolBaremetal: {"rawprobe"},
 		scanfleet.PoolInternal: {"attack-surface"}}[pool]
 	resp, err := r.srv.Enrol(ctx, sfhttp.EnrolRequest{JoinToken: join, Name: "w", Pool: pool, Capabilities: caps,
 		Executors: execs, Transport: r.enrolTransport(), Concurrency: 4})
@@ -774,5 +774,39 @@ func TestRevokedWorker(t *testing.T) {
 		require.NotEqual(t, w.id, again.WorkerID)
 		require.Equal(t, http.StatusAccepted, r.api("POST", "/api/v1/tasks/"+task.ID+"/cancel", nil, nil))
 		r.wait(task.ID, 10*time.Second, is(scanfleet.TaskCancelled))
+	})
+}
+
+// scopeExecutor reports whether its task's scope holds 10.0.0.5.
+type scopeExecutor struct{}
+
+func (scopeExecutor) TaskType() *scanfleet.TaskType { return &scanfleet.TaskType{Name: "scopecheck"} }
+
+func (scopeExecutor) Run(_ context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
+	m, err := in.Matcher()
+	if err != nil {
+		return err
+	}
+	env.Result("in_scope", m.Contains("10.0.0.5"))
+	return nil
+}
+
+// TestScopeAtStart: a task binds its workspace's scope as it is when the
+// task starts, not when it was created.
+func TestScopeAtStart(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 3*time.Second, tr)
+		var scan scanfleet.Scan
+		require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans", map[string]any{"name": "sc", "type": "scopecheck", "workspaces": []string{"acme"}}, &scan))
+		var res struct{ Tasks []*scanfleet.Task }
+		require.Equal(t, http.StatusCreated, r.api("POST", "/api/v1/scans/"+scan.ID+"/run", nil, &res))
+		// Narrowed while the task waits for a worker.
+		require.Equal(t, http.StatusOK, r.api("PATCH", "/api/v1/workspaces/acme", map[string]any{"scope": map[string]any{"include": []string{"10.0.0.0/8"}, "exclude": []string{"10.0.0.5"}}}, nil))
+		r.start(worker.Config{Executors: []scanfleet.Executor{scopeExecutor{}}})
+		done := r.wait(res.Tasks[0].ID, 20*time.Second, is(scanfleet.TaskFinished))
+		var out map[string]any
+		require.NoError(t, json.Unmarshal(done.Output, &out))
+		require.Equal(t, false, out["in_scope"], "the exclude added after the task was created binds it")
 	})
 }
