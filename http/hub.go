@@ -82,6 +82,15 @@ func (h *hub) wait(workerID string, pool scanfleet.Pool) (<-chan struct{}, func(
 	}
 }
 
+// replaced reports whether the poll that waits on ch was replaced by a
+// newer poll of the same worker.
+func (h *hub) replaced(workerID string, ch <-chan struct{}) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cur, ok := h.waiters[workerID]
+	return ok && (<-chan struct{})(cur) != ch
+}
+
 // NotifyPool wakes the long polls of a pool's workers: tasks arrived.
 func (h *hub) NotifyPool(pool scanfleet.Pool) {
 	h.mu.Lock()

@@ -470,6 +470,14 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-woken:
+			if s.hub.replaced(wk.ID, woken) {
+				// A newer poll of this worker (its connection came back)
+				// took over: this one ends empty rather than wake it in
+				// turn, again and again.
+				done()
+				writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: []Command{}})
+				return
+			}
 		case <-recheck.C:
 			s.pullCancels(ctx, wk)
 		case <-deadline.C:

@@ -810,3 +810,37 @@ func TestScopeAtStart(t *testing.T) {
 		require.Equal(t, false, out["in_scope"], "the exclude added after the task was created binds it")
 	})
 }
+
+// TestReplacedPollEnds: when a worker polls again while its older poll is
+// still open (its connection came back), the older poll answers at once
+// instead of waking the newer one in turn.
+func TestReplacedPollEnds(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, 3*time.Second, "http")
+	w := r.enrol(scanfleet.PoolExternal)
+	poll := func(wait string) int {
+		var out struct{ Tasks []any }
+		b, _ := json.Marshal(map[string]any{"max": 1, "wait": wait, "session": "s"})
+		req, _ := http.NewRequest("POST", r.srv.URL()+"/api/v1/worker/poll", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+w.Credential)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return len(out.Tasks)
+	}
+	older := make(chan int, 1)
+	go func() { older <- poll("25s") }()
+	time.Sleep(300 * time.Millisecond) // the older poll is waiting
+	newer := make(chan int, 1)
+	go func() { newer <- poll("3s") }()
+	select {
+	case n := <-older:
+		require.Zero(t, n)
+	case <-newer:
+		t.Fatal("the newer poll ended first: the older one kept waking it")
+	}
+	require.Zero(t, <-newer)
+}
