@@ -67,6 +67,9 @@ scope, minus --exclude.`
 		if len(targets) == 1 && looksLikeCommand(targets[0]) {
 			return usagef("unknown command or target %q for \"scanfleet scan\"; targets are addresses, prefixes or names with a dot (see --help)", targets[0])
 		}
+		if err := scanner.RefusePorts(targets); err != nil {
+			return usagef("%s", scanfleet.ErrorMessage(err))
+		}
 		if o.local {
 			return a.scanLocal(cmd.Context(), o, targets)
 		}

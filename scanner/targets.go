@@ -126,6 +126,22 @@ func NewPlan(ctx context.Context, in *scanfleet.TaskInput, r Resolver) (*Plan, e
 	return pl, nil
 }
 
+// RefusePorts is for scanners whose ports come from their arguments (port
+// scans): a target that names a port ("10.0.0.5:8080") or is a URL would
+// have its port silently ignored, so it is refused, naming the target.
+func RefusePorts(targets []string) error {
+	for i, target := range targets {
+		host, err := scanfleet.TargetHost(target)
+		if err != nil {
+			return scanfleet.Errorf(scanfleet.EINVALID, "targets[%d]: %q: %v", i, target, err)
+		}
+		if t := strings.TrimSpace(target); host != t {
+			return scanfleet.Errorf(scanfleet.EINVALID, "targets[%d]: %q names a port or is a URL; give the host, and the ports in the ports argument (-p)", i, target)
+		}
+	}
+	return nil
+}
+
 // Count returns the number of addresses in the plan.
 func (p *Plan) Count() uint64 { return p.count }
 

@@ -67,3 +67,13 @@ func TestAbsolute(t *testing.T) {
 	require.Equal(t, "localhost", scanner.Absolute("localhost"))
 	require.Equal(t, "app.localhost", scanner.Absolute("app.localhost"))
 }
+
+func TestRefusePorts(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, scanner.RefusePorts([]string{"10.0.0.5", "10.0.0.0/24", "www.example.com", "2001:db8::1"}))
+	for _, target := range []string{"10.0.0.5:8080", "[2001:db8::1]:22", "https://www.example.com/"} {
+		err := scanner.RefusePorts([]string{"10.0.0.1", target})
+		require.ErrorContains(t, err, "targets[1]")
+		require.ErrorContains(t, err, "ports argument")
+	}
+}

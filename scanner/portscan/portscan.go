@@ -139,6 +139,9 @@ func (e *Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfle
 	if err != nil {
 		return err
 	}
+	if err := scanner.RefusePorts(in.Targets); err != nil {
+		return err
+	}
 	pl, err := scanner.NewPlan(ctx, in, e.cfg.Resolver)
 	if err != nil {
 		return err

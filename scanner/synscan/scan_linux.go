@@ -64,6 +64,9 @@ type scan struct {
 
 func run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv, p params) error {
 	began := time.Now()
+	if err := scanner.RefusePorts(in.Targets); err != nil {
+		return err
+	}
 	pl, err := scanner.NewPlan(ctx, in, nil)
 	if err != nil {
 		return err
