@@ -532,7 +532,8 @@ func (s *Server) handleClaim(w http.ResponseWriter, r *http.Request) {
 // not as it was when they were created: a scope narrowed while a task
 // waited binds it when it starts.
 func (s *Server) currentScope(ctx context.Context, tasks []*scanfleet.Task) error {
-	scopes := map[string]*scanfleet.Scope{}
+	type scopeJSON struct{ scope, exclude json.RawMessage }
+	scopes := map[string]scopeJSON{}
 	for _, t := range tasks {
 		sc, ok := scopes[t.Workspace]
 		if !ok {
@@ -540,14 +541,21 @@ func (s *Server) currentScope(ctx context.Context, tasks []*scanfleet.Task) erro
 			if err != nil {
 				return err
 			}
-			sc = &ws.Scope
+			if sc.scope, err = json.Marshal(ws.Scope); err != nil {
+				return err
+			}
+			if sc.exclude, err = json.Marshal(ws.Scope.Exclude); err != nil {
+				return err
+			}
 			scopes[t.Workspace] = sc
 		}
-		var in scanfleet.TaskInput
+		// Only the two fields change; the rest of the input is kept as
+		// it is, undecoded.
+		var in map[string]json.RawMessage
 		if err := json.Unmarshal(t.Input, &in); err != nil {
 			return fmt.Errorf("task %s: input: %w", t.ID, err)
 		}
-		in.Scope, in.Exclude = sc, sc.Exclude
+		in["scope"], in["exclude"] = sc.scope, sc.exclude
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
