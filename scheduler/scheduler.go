@@ -194,24 +194,27 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
+	// Events first: a run that just ended is seen ended before this tick
+	// may start the scan's next run. One step's trouble does not hold the
+	// others up.
+	var errs []error
+	if err := s.detectEvents(ctx, now); err != nil {
+		errs = append(errs, fmt.Errorf("webhook events: %w", err))
+	}
 	created := 0
 	n, err := s.release(ctx, now)
 	created += n
 	if err != nil {
-		return fmt.Errorf("release queued tasks: %w", err)
+		errs = append(errs, fmt.Errorf("release queued tasks: %w", err))
+	} else {
+		n, err = s.startDue(ctx, now)
+		created += n
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	n, dueErr := s.startDue(ctx, now)
-	created += n
 	if created > 0 && s.cfg.TasksCreated != nil {
 		s.cfg.TasksCreated()
-	}
-	// One scan's trouble does not hold the webhooks up either.
-	var errs []error
-	if dueErr != nil {
-		errs = append(errs, dueErr)
-	}
-	if err := s.detectEvents(ctx, now); err != nil {
-		errs = append(errs, fmt.Errorf("webhook events: %w", err))
 	}
 	if err := s.deliver(ctx, now); err != nil {
 		errs = append(errs, fmt.Errorf("webhook deliveries: %w", err))

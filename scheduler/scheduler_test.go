@@ -381,3 +381,25 @@ func TestEventsNotLost(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, log, 600, "seen again in the overlap, stored once")
 }
+
+// TestFinishedBeforeNextRun: a run that ended is reported finished even
+// when the same tick starts the scan's next run.
+func TestFinishedBeforeNextRun(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	ctx := context.Background()
+	require.NoError(t, r.store.PutWebhook(ctx, &scanfleet.Webhook{Workspace: "acme", URL: "http://127.0.0.1:1/never",
+		Events: []string{scanfleet.EventScanFinished}}))
+	s := r.scheduler(scheduler.Config{})
+	sc := r.scan(&scanfleet.Scan{Name: "hourly", Frequency: scanfleet.Duration(time.Hour)})
+	require.NoError(t, s.Tick(ctx)) // the mark, and the first run
+	r.clock.Add(time.Minute)
+	r.end(r.tasks(sc.ID), scanfleet.TaskFinished)
+	r.clock.Add(time.Hour)
+	require.NoError(t, s.Tick(ctx)) // sees the end, then starts the next run
+	require.Len(t, r.tasks(sc.ID), 2)
+	log, err := r.store.ListDeliveries(ctx, "acme", 10)
+	require.NoError(t, err)
+	require.Len(t, log, 1)
+	require.Equal(t, scanfleet.EventScanFinished, log[0].Event)
+}
