@@ -295,9 +295,9 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 		}
 		r.scanZone(ctx, z)
 	}
-	r.progress(true)
-	if r.emitErr != nil {
-		return r.emitErr
+	r.Progress(true)
+	if err := r.EmitErr(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)

@@ -26,10 +26,6 @@ import (
 // apex is not brute-forced candidate by candidate.
 const scopeProbe = "_scanfleet-scope-probe"
 
-// maxFailureLogs bounds the per-name failure lines of one task's log; the
-// rest are counted.
-const maxFailureLogs = 50
-
 // zone is one name of the targets and what the scope allows of it.
 type zone struct {
 	name      string
@@ -64,16 +60,14 @@ type run struct {
 	hosts    map[netip.Addr][]string
 	addrs    map[string][]netip.Addr // name → addresses, for zone transfers
 	pending  []job
-	done     int64
-	total    int64
-	failLogs int
 	maxed    bool
-	emitErr  error
+
+	scanner.Tracker
 }
 
 func newRun(cfg Config, m *scanfleet.ScopeMatcher, env scanfleet.ExecEnv, cancel context.CancelCauseFunc) *run {
 	return &run{
-		cfg: cfg, m: m, env: env, cancel: cancel,
+		cfg: cfg, m: m, env: env, cancel: cancel, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "dns"},
 		limiter:  rate.NewLimiter(rate.Limit(cfg.Rate), 1),
 		claimed:  map[string]bool{},
 		oosNames: map[string]bool{},
@@ -164,7 +158,7 @@ func targetName(t string) (name string, wildcard bool, why string) {
 func (r *run) scanZone(ctx context.Context, z *zone) {
 	var nsNames []string
 	if z.apexIn && r.claim(z.name) {
-		r.addTotal(1)
+		r.AddTotal(1)
 		if a := r.resolve(ctx, job{name: z.name, source: "target"}); a != nil {
 			nsNames = a.ns
 		}
@@ -205,9 +199,9 @@ func (r *run) brute(ctx context.Context, z *zone) {
 			cands = append(cands, name)
 		}
 	}
-	r.addTotal(int64(len(cands)))
+	r.AddTotal(int64(len(cands)))
 	scanner.Each(ctx, r.cfg.Concurrency, slices.Values(cands), func(name string) {
-		defer r.step()
+		defer r.Step()
 		a, err := r.lookupAddrs(ctx, name)
 		if err != nil {
 			r.fail(ctx, name, err)
@@ -284,7 +278,7 @@ func (r *run) drain(ctx context.Context) {
 // resolve looks a claimed name up, reports it, and counts how it ended.
 func (r *run) resolve(ctx context.Context, j job) *answer {
 	if j.pre == nil {
-		defer r.step()
+		defer r.Step()
 	}
 	a, err := r.lookup(ctx, j)
 	if err != nil {
@@ -443,7 +437,7 @@ func (r *run) report(ctx context.Context, a *answer, source string) {
 	r.mu.Lock()
 	r.addrs[a.name] = a.ips
 	r.mu.Unlock()
-	if !r.emit(ctx, rec) {
+	if !r.Emit(ctx, rec) {
 		return
 	}
 	for _, ip := range inScope {
@@ -456,7 +450,7 @@ func (r *run) report(ctx context.Context, a *answer, source string) {
 		}
 		hostnames := anyList(names)
 		r.mu.Unlock()
-		if added && !r.emit(ctx, map[string]any{"kind": "host", "ip": ip.String(), "hostnames": hostnames}) {
+		if added && !r.Emit(ctx, map[string]any{"kind": "host", "ip": ip.String(), "hostnames": hostnames}) {
 			return
 		}
 	}
@@ -471,24 +465,6 @@ func (r *run) report(ctx context.Context, a *answer, source string) {
 	}
 }
 
-// emit hands a record over; a failure that is not the task's cancel
-// stops the task with that error.
-func (r *run) emit(ctx context.Context, rec map[string]any) bool {
-	err := r.env.Emit(ctx, rec)
-	if err == nil {
-		return true
-	}
-	if ctx.Err() == nil {
-		r.mu.Lock()
-		if r.emitErr == nil {
-			r.emitErr = err
-		}
-		r.mu.Unlock()
-		r.cancel(err)
-	}
-	return false
-}
-
 // discover queues a name an answer pointed to, if the scope holds it.
 func (r *run) discover(name, source string) {
 	if name == "" {
@@ -499,7 +475,7 @@ func (r *run) discover(name, source string) {
 		return
 	}
 	if r.claim(name) {
-		r.addTotal(1)
+		r.AddTotal(1)
 		r.mu.Lock()
 		r.pending = append(r.pending, job{name: name, source: source})
 		r.mu.Unlock()
@@ -550,40 +526,7 @@ func (r *run) fail(ctx context.Context, name string, err error) {
 	}
 	st := scanner.StatusOf(err)
 	r.statuses.Add(string(st), 1)
-	r.mu.Lock()
-	r.failLogs++
-	n := r.failLogs
-	r.mu.Unlock()
-	switch {
-	case n <= maxFailureLogs:
-		r.env.Log(fmt.Sprintf("dns: %s: %s: %v", name, st, err))
-	case n == maxFailureLogs+1:
-		r.env.Log("dns: further failures are counted, not logged")
-	}
-}
-
-func (r *run) addTotal(n int64) {
-	r.mu.Lock()
-	r.total += n
-	r.mu.Unlock()
-	r.progress(false)
-}
-
-func (r *run) step() {
-	r.mu.Lock()
-	r.done++
-	r.mu.Unlock()
-	r.progress(false)
-}
-
-// progress reports every 50 names, and when forced.
-func (r *run) progress(force bool) {
-	r.mu.Lock()
-	done, total := r.done, r.total
-	r.mu.Unlock()
-	if force || done%50 == 0 {
-		r.env.Progress(done, max(total, done))
-	}
+	r.Fail(fmt.Sprintf("dns: %s: %s: %v", name, st, err))
 }
 
 // transferZone asks each in-scope address of each in-scope nameserver of
@@ -635,7 +578,7 @@ func (r *run) transfer(ctx context.Context, z *zone, ns string, ip netip.Addr) {
 		return
 	}
 	r.env.Log(fmt.Sprintf("dns: axfr %s from %s (%s): %d records", z.name, ns, addr, len(rrs)))
-	r.emit(ctx, map[string]any{
+	r.Emit(ctx, map[string]any{
 		"kind": "finding", "name": "dns-zone-transfer-allowed", "severity": "medium",
 		"ip": ip.String(), "port": r.cfg.AXFRPort, "proto": "tcp", "host_name": ns, "zone": z.name,
 		"description": fmt.Sprintf("Nameserver %s (%s) transferred the whole zone %s (%d records) to an unauthenticated client.", ns, addr, z.name, len(rrs)),
@@ -651,8 +594,8 @@ func (r *run) transfer(ctx context.Context, z *zone, ns string, ip netip.Addr) {
 		if !r.claim(a.name) {
 			continue
 		}
-		r.addTotal(1)
-		r.step()
+		r.AddTotal(1)
+		r.Step()
 		if a.found() {
 			r.report(ctx, a, "axfr")
 		}

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -147,15 +146,8 @@ type run struct {
 	statuses scanner.Counts
 	codes    scanner.Counts
 
-	mu      sync.Mutex
-	done    int64
-	total   int64
-	logged  int
-	emitErr error
+	scanner.Tracker
 }
-
-// maxFailureLogs bounds the per-target failure lines of one task's log.
-const maxFailureLogs = 50
 
 // Run probes every target of in.
 func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
@@ -189,7 +181,7 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 	}
 	defer transport.CloseIdleConnections()
 	r := &run{
-		cfg: cfg, m: m, env: env, cancel: cancel,
+		cfg: cfg, m: m, env: env, cancel: cancel, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "http"},
 		client: &http.Client{
 			Transport:     transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -198,21 +190,18 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 	}
 	defer r.result()
 	targets := r.plan(in.Targets)
-	env.Log(fmt.Sprintf("http: %d targets, schemes %s, max_redirects %d", r.total, strings.Join(cfg.Schemes, ","), cfg.MaxRedirects))
+	env.Log(fmt.Sprintf("http: %d targets, schemes %s, max_redirects %d", r.Total(), strings.Join(cfg.Schemes, ","), cfg.MaxRedirects))
 	scanner.Each(ctx, cfg.Concurrency, r.probes(targets), func(p probe) {
 		r.probe(ctx, p)
-		r.step()
+		r.Step()
 	})
-	r.mu.Lock()
-	emitErr := r.emitErr
-	r.mu.Unlock()
-	if emitErr != nil {
-		return emitErr
+	if err := r.EmitErr(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	r.progress(true)
+	r.Progress(true)
 	env.Log(fmt.Sprintf("http: done: %d responses", r.counts.Get("responses")))
 	return nil
 }
@@ -291,6 +280,8 @@ func hostPort(host string, port int) string {
 // probes; what it refuses is logged and counted.
 func (r *run) plan(raw []string) []target {
 	var out []target
+	var total int64
+	defer func() { r.SetTotal(total) }()
 	for _, s := range raw {
 		t, err := parseTarget(s)
 		if err != nil {
@@ -299,7 +290,7 @@ func (r *run) plan(raw []string) []target {
 			continue
 		}
 		if !t.prefix.IsValid() {
-			r.total++
+			total++
 			out = append(out, t)
 			continue
 		}
@@ -310,9 +301,9 @@ func (r *run) plan(raw []string) []target {
 		}
 		for _, p := range clipped {
 			if bits := p.Addr().BitLen() - p.Bits(); bits >= 40 {
-				r.total = 1<<63 - 1
-			} else if r.total < 1<<62 {
-				r.total += 1 << bits
+				total = 1<<63 - 1
+			} else if total < 1<<62 {
+				total += 1 << bits
 			}
 			out = append(out, target{raw: s, prefix: p})
 		}
@@ -387,7 +378,7 @@ func (r *run) probe(ctx context.Context, p probe) {
 		r.outOfScope(p.target, err.Error())
 		return
 	}
-	r.fail(fmt.Sprintf("http: %s: %s: %v", p.target, st, errors.Join(errs...)))
+	r.Fail(fmt.Sprintf("http: %s: %s: %v", p.target, st, errors.Join(errs...)))
 }
 
 // response is what one request got.
@@ -411,7 +402,7 @@ func (r *run) chain(ctx context.Context, start string) error {
 				return err
 			}
 			if ctx.Err() == nil {
-				r.fail(fmt.Sprintf("http: %s: redirect to %s: %s: %v", start, cur, scanner.StatusOf(err), err))
+				r.Fail(fmt.Sprintf("http: %s: redirect to %s: %s: %v", start, cur, scanner.StatusOf(err), err))
 			}
 			break
 		}
@@ -440,7 +431,7 @@ func (r *run) chain(ctx context.Context, start string) error {
 		hops[0].rec["final_url"] = hops[len(hops)-1].url
 	}
 	for _, h := range hops {
-		if !r.emit(ctx, h.rec) {
+		if !r.Emit(ctx, h.rec) {
 			break
 		}
 	}
@@ -576,54 +567,6 @@ func classify(err error) error {
 func (r *run) outOfScope(target, reason string) {
 	r.counts.Add("out_of_scope", 1)
 	r.env.Log(fmt.Sprintf("http: skip %q: out of scope: %s", target, reason))
-}
-
-// fail logs one target's failure, the first few only.
-func (r *run) fail(line string) {
-	r.mu.Lock()
-	r.logged++
-	n := r.logged
-	r.mu.Unlock()
-	switch {
-	case n <= maxFailureLogs:
-		r.env.Log(line)
-	case n == maxFailureLogs+1:
-		r.env.Log("http: further failures are counted, not logged")
-	}
-}
-
-// emit hands a record over; a failure that is not the task's cancel
-// stops the task with that error.
-func (r *run) emit(ctx context.Context, rec map[string]any) bool {
-	err := r.env.Emit(ctx, rec)
-	if err == nil {
-		return true
-	}
-	if ctx.Err() == nil {
-		r.mu.Lock()
-		if r.emitErr == nil {
-			r.emitErr = err
-		}
-		r.mu.Unlock()
-		r.cancel(err)
-	}
-	return false
-}
-
-func (r *run) step() {
-	r.mu.Lock()
-	r.done++
-	r.mu.Unlock()
-	r.progress(false)
-}
-
-func (r *run) progress(force bool) {
-	r.mu.Lock()
-	done, total := r.done, r.total
-	r.mu.Unlock()
-	if force || done%50 == 0 {
-		r.env.Progress(done, max(done, total))
-	}
 }
 
 func anyList(xs []string) []any {

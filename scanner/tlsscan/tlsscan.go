@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -206,15 +205,8 @@ type run struct {
 	counts   scanner.Counts
 	statuses scanner.Counts
 
-	mu      sync.Mutex
-	done    int64
-	total   int64
-	logged  int
-	emitErr error
+	scanner.Tracker
 }
-
-// maxFailureLogs bounds the per-endpoint failure lines of one task's log.
-const maxFailureLogs = 50
 
 // Run probes every endpoint of in's targets.
 func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
@@ -233,27 +225,24 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &run{
-		cfg: cfg, m: m, env: env, cancel: cancel,
+		cfg: cfg, m: m, env: env, cancel: cancel, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "tls"},
 		dialer:  &scanner.Dialer{Matcher: m, Resolver: e.Resolver, Timeout: cfg.Timeout},
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), 1),
 	}
 	defer r.result()
 	targets := r.plan(in.Targets)
-	env.Log(fmt.Sprintf("tls: %d endpoints, ports %s, versions %v", r.total, scanfleet.FormatPortList(cfg.Ports), cfg.Versions))
+	env.Log(fmt.Sprintf("tls: %d endpoints, ports %s, versions %v", r.Total(), scanfleet.FormatPortList(cfg.Ports), cfg.Versions))
 	scanner.Each(ctx, cfg.Concurrency, r.endpoints(targets), func(ep endpoint) {
 		r.probe(ctx, ep)
-		r.step()
+		r.Step()
 	})
-	r.mu.Lock()
-	emitErr := r.emitErr
-	r.mu.Unlock()
-	if emitErr != nil {
-		return emitErr
+	if err := r.EmitErr(); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	r.progress(true)
+	r.Progress(true)
 	env.Log(fmt.Sprintf("tls: done: %d certificates, %d findings", r.counts.Get("certificates"), r.counts.Get("findings")))
 	return nil
 }
@@ -305,9 +294,9 @@ func (r *run) plan(raw []string) []target {
 		total.Add(total, big.NewInt(ports))
 		out = append(out, t)
 	}
-	r.total = total.Int64()
+	r.SetTotal(total.Int64())
 	if !total.IsInt64() {
-		r.total = 1<<63 - 1
+		r.SetTotal(1<<63 - 1)
 	}
 	r.counts.Add("endpoints", 0)
 	return out
@@ -359,7 +348,7 @@ func (r *run) probe(ctx context.Context, ep endpoint) {
 			r.outOfScope(ep.target, err.Error())
 			return
 		}
-		r.fail(fmt.Sprintf("tls: %s (%s): %s: %v", addr, ep.target, st, err))
+		r.Fail(fmt.Sprintf("tls: %s (%s): %s: %v", addr, ep.target, st, err))
 		return
 	}
 	r.statuses.Add(string(scanner.StatusSuccess), 1)
@@ -388,7 +377,7 @@ func (r *run) probe(ctx context.Context, ep endpoint) {
 	}
 	seen := sighting{ip: ip, port: ep.port, hostname: ep.name(), versions: versions}
 	c := analyze(state.PeerCertificates, r.cfg.Roots, seen, time.Now())
-	if !r.emit(ctx, c.record) {
+	if !r.Emit(ctx, c.record) {
 		return
 	}
 	r.counts.Add("certificates", 1)
@@ -400,12 +389,12 @@ func (r *run) probe(ctx context.Context, ep endpoint) {
 		if name.wildcard {
 			rec["wildcard_san"] = true
 		}
-		if !r.emit(ctx, rec) {
+		if !r.Emit(ctx, rec) {
 			return
 		}
 	}
 	for _, f := range c.findings {
-		if !r.emit(ctx, f) {
+		if !r.Emit(ctx, f) {
 			return
 		}
 		r.counts.Add("findings", 1)
@@ -467,52 +456,4 @@ func (r *run) handshake(ctx context.Context, addr, sni string, version uint16) (
 func (r *run) outOfScope(target, reason string) {
 	r.counts.Add("out_of_scope", 1)
 	r.env.Log(fmt.Sprintf("tls: skip %q: out of scope: %s", target, reason))
-}
-
-// fail logs one endpoint's failure, the first few only.
-func (r *run) fail(line string) {
-	r.mu.Lock()
-	r.logged++
-	n := r.logged
-	r.mu.Unlock()
-	switch {
-	case n <= maxFailureLogs:
-		r.env.Log(line)
-	case n == maxFailureLogs+1:
-		r.env.Log("tls: further failures are counted, not logged")
-	}
-}
-
-// emit hands a record over; a failure that is not the task's cancel
-// stops the task with that error.
-func (r *run) emit(ctx context.Context, rec map[string]any) bool {
-	err := r.env.Emit(ctx, rec)
-	if err == nil {
-		return true
-	}
-	if ctx.Err() == nil {
-		r.mu.Lock()
-		if r.emitErr == nil {
-			r.emitErr = err
-		}
-		r.mu.Unlock()
-		r.cancel(err)
-	}
-	return false
-}
-
-func (r *run) step() {
-	r.mu.Lock()
-	r.done++
-	r.mu.Unlock()
-	r.progress(false)
-}
-
-func (r *run) progress(force bool) {
-	r.mu.Lock()
-	done, total := r.done, r.total
-	r.mu.Unlock()
-	if force || done%50 == 0 {
-		r.env.Progress(done, max(done, total))
-	}
 }
