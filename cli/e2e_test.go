@@ -5,14 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,60 +18,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/servertest"
 	"github.com/scanfleet/scanfleet/postgres/pgtest"
 	"github.com/scanfleet/scanfleet/worker"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds cmd/scanfleet once for the package's tests.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scanfleet-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "scanfleet")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/scanfleet").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
-}
+// binary is the scanfleet binary, built once.
+func binary(t *testing.T) string { return servertest.Binary(t) }
 
 // server is a scanfleet server running as a real process.
 type server struct {
 	cmd    *exec.Cmd
 	url    string
 	token  string
-	stderr *lockedBuffer
+	stderr *servertest.LockedBuffer
 	done   chan error
-}
-
-// lockedBuffer is a buffer a process writes while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func (s *server) stderrString() string { return s.stderr.String() }
@@ -90,63 +49,11 @@ func startServer(t *testing.T, args ...string) *server {
 // and token is the one to use.
 func launchServer(t *testing.T, addr, token string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"server", "--addr", addr, "--nats-addr", "127.0.0.1:-1"}, args...)...)
-	cmd.Env = cleanEnv()
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	s := &server{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1), token: token}
-	cmd.Stderr = s.stderr
-	require.NoError(t, cmd.Start())
-	go func() { s.done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
-
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	deadline := time.After(60 * time.Second)
-	for s.url == "" || s.token == "" {
-		select {
-		case l, ok := <-lines:
-			require.True(t, ok, "server exited before it printed its URL and token; stderr:\n%s", s.stderr)
-			if _, after, ok := strings.Cut(l, " listening on "); ok {
-				s.url = strings.Fields(after)[0]
-			}
-			if _, after, ok := strings.Cut(l, "Admin API token (shown once; store it now): "); ok {
-				s.token = strings.TrimSpace(after)
-			}
-		case <-deadline:
-			t.Fatalf("server printed no URL and token within 60 s; stderr:\n%s", s.stderr)
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
-	return s
+	p := servertest.Start(t, nil, token, append([]string{"--addr", addr, "--nats-addr", "127.0.0.1:-1"}, args...)...)
+	return &server{cmd: p.Cmd, url: p.URL, token: p.Token, stderr: p.Stderr, done: p.Done}
 }
 
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SCANFLEET_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+func cleanEnv() []string { return servertest.CleanEnv() }
 
 // cli runs a client command against s and returns its stdout.
 func (s *server) cli(t *testing.T, stdin string, args ...string) string {

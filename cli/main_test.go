@@ -2,17 +2,16 @@ package cli_test
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/scanfleet/scanfleet/internal/servertest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
+	servertest.RemoveBinary()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			println("goleak:", err.Error())

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/servertest"
 )
 
 var (
@@ -58,7 +59,7 @@ func moto(t *testing.T) string {
 		port := l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
 		cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-		var out syncBuffer
+		var out servertest.LockedBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if motoErr = cmd.Start(); motoErr != nil {
 			return

@@ -2,18 +2,17 @@ package launcher
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/scanfleet/scanfleet/internal/servertest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	stopMoto()
-	if binPath != "" {
-		_ = os.RemoveAll(filepath.Dir(binPath))
-	}
+	servertest.RemoveBinary()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			println("goleak:", err.Error())

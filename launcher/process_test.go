@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,44 +9,20 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/servertest"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds cmd/scanfleet once for the package's tests.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scanfleet-launcher-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "scanfleet")
-		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/scanfleet").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
-}
+// binary is the scanfleet binary, built once.
+func binary(t *testing.T) string { return servertest.Binary(t) }
 
 // server is a real "scanfleet server" process and an API client for it.
 type server struct {
@@ -59,55 +34,10 @@ type server struct {
 // workers, and reads the URL and admin token it prints.
 func startServer(t *testing.T) *server {
 	t.Helper()
-	cmd := exec.Command(binary(t), "server", "--addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:-1",
+	p := servertest.Start(t, workerEnv(), "", "--addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:-1",
 		"--data-dir", t.TempDir(), "--local-workers=false")
-	cmd.Env = workerEnv()
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	s := &server{client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
-	t.Cleanup(func() {
-		s.client.CloseIdleConnections()
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	deadline := time.After(60 * time.Second)
-	for s.url == "" || s.token == "" {
-		select {
-		case l, ok := <-lines:
-			require.True(t, ok, "server exited before it printed its URL and token; stderr:\n%s", stderr.String())
-			if _, after, ok := strings.Cut(l, " listening on "); ok {
-				s.url = strings.Fields(after)[0]
-			}
-			if _, after, ok := strings.Cut(l, "Admin API token (shown once; store it now): "); ok {
-				s.token = strings.TrimSpace(after)
-			}
-		case <-deadline:
-			t.Fatalf("server printed no URL and token within 60 s; stderr:\n%s", stderr.String())
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
+	s := &server{url: p.URL, token: p.Token, client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}}
+	t.Cleanup(s.client.CloseIdleConnections)
 	return s
 }
 
@@ -215,7 +145,7 @@ func TestProcessEndToEnd(t *testing.T) {
 	s := startServer(t)
 	ctx := t.Context()
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs servertest.LockedBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pb, err := NewProcess(ProcessConfig{Binary: binary(t), Dir: dir, Logger: logger, StopGrace: 10 * time.Second})
 	require.NoError(t, err)
@@ -373,22 +303,4 @@ func ids(in []Instance) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,11 +1,9 @@
 package html_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,13 +11,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/scanfleet/scanfleet/internal/servertest"
 )
 
 // The browser tests drive Debian's Chromium, headless, against the real
@@ -42,111 +40,12 @@ func chromiumPath() string {
 	return ""
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// binary builds cmd/scanfleet once for the package's tests.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scanfleet-ui-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "scanfleet")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/scanfleet").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, buildErr)
-	return binPath
-}
-
 // newcomer runs "scanfleet server" as the README's first command does, on
 // port 0 and a fresh data directory, and returns its URL and admin token.
 func newcomer(t *testing.T) (url, token string) {
 	t.Helper()
-	cmd := exec.Command(binary(t), "server", "--addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:-1", "--data-dir", t.TempDir())
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SCANFLEET_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	stderr := &lockedBuffer{}
-	cmd.Stderr = stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var drainOnce sync.Once
-	drain := func() {
-		drainOnce.Do(func() {
-			go func() {
-				for range lines { // until the server exits
-				}
-			}()
-		})
-	}
-	t.Cleanup(drain) // before the server is stopped, also when the test failed early
-	deadline := time.After(60 * time.Second)
-	for url == "" || token == "" {
-		select {
-		case l, ok := <-lines:
-			require.True(t, ok, "server exited before it printed its URL and token; stderr:\n%s", stderr.String())
-			if _, after, ok := strings.Cut(l, " listening on "); ok {
-				url = strings.Fields(after)[0]
-			}
-			if _, after, ok := strings.Cut(l, "Admin API token (shown once; store it now): "); ok {
-				token = strings.TrimSpace(after)
-			}
-		case <-deadline:
-			t.Fatalf("server printed no URL and token within 60 s; stderr:\n%s", stderr.String())
-		}
-	}
-	drain()
-	return url, token
-}
-
-// lockedBuffer is the server's stderr, written by os/exec while the test
-// may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	p := servertest.Start(t, nil, "", "--addr", "127.0.0.1:0", "--nats-addr", "127.0.0.1:-1", "--data-dir", t.TempDir())
+	return p.URL, p.Token
 }
 
 // browser starts a headless Chromium with a fresh profile and returns a

@@ -16,11 +16,12 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	sfhttp "github.com/scanfleet/scanfleet/http"
+	"github.com/scanfleet/scanfleet/internal/servertest"
 	"github.com/scanfleet/scanfleet/sqlite"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { servertest.RemoveBinary() }))
 }
 
 // allParams is a task type with a parameter of every type, so that the
