@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/loop"
 )
 
 // PoolConfig says how workers of one pool are launched.
@@ -190,9 +191,7 @@ type Launcher struct {
 	last    map[scanfleet.Pool]*Attempt
 	pools   map[scanfleet.Pool]PoolState
 
-	runMu  sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	loop *loop.Loop
 }
 
 // launch is a worker the launcher started and still follows.
@@ -216,64 +215,25 @@ func New(cfg Config) (*Launcher, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("launcher config: %w", err)
 	}
-	return &Launcher{
-		cfg: cfg, wake: make(chan struct{}, 1),
+	l := &Launcher{
+		cfg:      cfg,
 		launched: map[string]*launch{}, gone: map[string]time.Time{}, backoff: map[scanfleet.Pool]*backoff{},
 		last: map[scanfleet.Pool]*Attempt{}, pools: map[scanfleet.Pool]PoolState{},
-	}, nil
+	}
+	l.loop = loop.New("launcher", cfg.Interval, l.Tick, cfg.Logger)
+	return l, nil
 }
 
 // Wake makes the launcher look at the backlog at once, e.g. after tasks
 // were created.
-func (l *Launcher) Wake() {
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
-}
+func (l *Launcher) Wake() { l.loop.Wake() }
 
 // Start runs the launcher in the background until Stop.
-func (l *Launcher) Start(ctx context.Context) error {
-	l.runMu.Lock()
-	defer l.runMu.Unlock()
-	if l.cancel != nil {
-		return fmt.Errorf("launcher already started")
-	}
-	ctx, l.cancel = context.WithCancel(ctx)
-	l.done = make(chan struct{})
-	go l.run(ctx)
-	return nil
-}
+func (l *Launcher) Start(ctx context.Context) error { return l.loop.Start(ctx) }
 
 // Stop stops the loop and waits for it. Launched workers keep running and
 // exit at their idle timeout; stopping them is their backend's business.
-func (l *Launcher) Stop() {
-	l.runMu.Lock()
-	cancel, done := l.cancel, l.done
-	l.runMu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
-
-func (l *Launcher) run(ctx context.Context) {
-	defer close(l.done)
-	tick := time.NewTicker(l.cfg.Interval)
-	defer tick.Stop()
-	for {
-		if err := l.Tick(ctx); err != nil && ctx.Err() == nil {
-			l.cfg.Logger.Error("launcher", slog.Any("err", err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-l.wake:
-		}
-	}
-}
+func (l *Launcher) Stop() { l.loop.Stop() }
 
 // Tick does one pass: it reads the backlog, the workers and what the
 // backends run, and launches what the policy allows. Tests call it

@@ -5,10 +5,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/loop"
 )
 
 // Store is what the router needs of the store.
@@ -73,14 +73,10 @@ func (c Config) validate() error {
 type Router struct {
 	cfg   Config
 	store Store
-	wake  chan struct{}
+	loop  *loop.Loop
 	// sent remembers when each requested task was last dispatched again,
 	// so a backlog without workers is not dispatched over and over.
 	sent map[string]time.Time
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // New returns a router over store.
@@ -89,58 +85,19 @@ func New(store Store, cfg Config) (*Router, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("router config: %w", err)
 	}
-	return &Router{cfg: cfg, store: store, wake: make(chan struct{}, 1), sent: map[string]time.Time{}}, nil
+	r := &Router{cfg: cfg, store: store, sent: map[string]time.Time{}}
+	r.loop = loop.New("router", cfg.Interval, r.Tick, cfg.Logger)
+	return r, nil
 }
 
 // Wake makes the router route at once, e.g. after a scan created tasks.
-func (r *Router) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
+func (r *Router) Wake() { r.loop.Wake() }
 
 // Start runs the router in the background until Stop.
-func (r *Router) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cancel != nil {
-		return fmt.Errorf("router already started")
-	}
-	ctx, r.cancel = context.WithCancel(ctx)
-	r.done = make(chan struct{})
-	go r.run(ctx)
-	return nil
-}
+func (r *Router) Start(ctx context.Context) error { return r.loop.Start(ctx) }
 
 // Stop stops the router and waits for its loop to end.
-func (r *Router) Stop() {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
-
-func (r *Router) run(ctx context.Context) {
-	defer close(r.done)
-	tick := time.NewTicker(r.cfg.Interval)
-	defer tick.Stop()
-	for {
-		if err := r.Tick(ctx); err != nil && ctx.Err() == nil {
-			r.cfg.Logger.Error("router", slog.Any("err", err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-r.wake:
-		}
-	}
-}
+func (r *Router) Stop() { r.loop.Stop() }
 
 // Tick does one round: expire lapsed leases, route created tasks, and
 // dispatch again requested tasks nobody took. Tests call it directly.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/loop"
 )
 
 // Store is what the scheduler reads and writes.
@@ -99,11 +100,10 @@ type Scheduler struct {
 	cfg   Config
 	log   *slog.Logger
 
+	loop *loop.Loop
+
 	mu      sync.Mutex // one tick or manual run at a time
 	leading bool
-	wake    chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
 }
 
 // New returns a scheduler over store for the task types in reg.
@@ -112,26 +112,22 @@ func New(store Store, reg *scanfleet.Registry, cfg Config) (*Scheduler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("scheduler config: %w", err)
 	}
-	return &Scheduler{store: store, reg: reg, cfg: cfg, log: cfg.Logger.With(slog.String("component", "scheduler")),
-		wake: make(chan struct{}, 1)}, nil
+	s := &Scheduler{store: store, reg: reg, cfg: cfg, log: cfg.Logger.With(slog.String("component", "scheduler"))}
+	s.loop = loop.New("scheduler tick", cfg.Interval, s.Tick, s.log)
+	return s, nil
 }
 
 // Start runs the loop until Stop.
 func (s *Scheduler) Start(ctx context.Context) error {
-	ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	s.done = make(chan struct{})
-	go s.run(ctx)
-	return nil
+	return s.loop.Start(context.WithoutCancel(ctx))
 }
 
 // Stop ends the loop and gives the lease up, so that another replica takes
 // over at once.
 func (s *Scheduler) Stop() {
-	if s.cancel == nil {
+	if !s.loop.Stop() {
 		return
 	}
-	s.cancel()
-	<-s.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.mu.Lock()
@@ -145,35 +141,13 @@ func (s *Scheduler) Stop() {
 }
 
 // Wake asks for a tick now (a scan was created or a run requested).
-func (s *Scheduler) Wake() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
+func (s *Scheduler) Wake() { s.loop.Wake() }
 
 // Leading reports whether this replica held the lease at its last tick.
 func (s *Scheduler) Leading() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.leading
-}
-
-func (s *Scheduler) run(ctx context.Context) {
-	defer close(s.done)
-	t := time.NewTicker(s.cfg.Interval)
-	defer t.Stop()
-	for {
-		if err := s.Tick(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("tick", slog.Any("err", err))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.wake:
-		}
-	}
 }
 
 // Tick does one pass: takes or renews the lease and, holding it, releases
