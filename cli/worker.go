@@ -309,20 +309,7 @@ func (a *app) workerTokenCommand() *cobra.Command {
 	}
 	cmd.AddCommand(lst)
 
-	rev := &cobra.Command{Use: "revoke ID", Short: "Revoke a join token before it is used", Args: cobra.ExactArgs(1)}
-	ro := addClientFlags(rev)
-	envHelp(rev.Flags())
-	rev.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := ro.client()
-		if err != nil {
-			return err
-		}
-		if err := c.do(cmd.Context(), http.MethodDelete, "/api/v1/worker-tokens/"+url.PathEscape(args[0]), nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.stderr, "join token %s revoked\n", args[0])
-		return nil
-	}
+	rev := a.revokeCommand("Revoke a join token before it is used", "/api/v1/worker-tokens/", "join token")
 	cmd.AddCommand(rev)
 	return cmd
 }
@@ -346,21 +333,28 @@ func (a *app) workersCommand() *cobra.Command {
 		}
 		return t.print(a.stdout, o.output)
 	}
-	rev := &cobra.Command{Use: "revoke ID", Short: "Revoke a worker: its credential stops working and its tasks go to other workers", Args: cobra.ExactArgs(1)}
-	ro := addClientFlags(rev)
-	envHelp(rev.Flags())
-	rev.RunE = func(cmd *cobra.Command, args []string) error {
-		c, err := ro.client()
+	rev := a.revokeCommand("Revoke a worker: its credential stops working and its tasks go to other workers", "/api/v1/workers/", "worker")
+	cmd.AddCommand(rev)
+	return cmd
+}
+
+// revokeCommand is "revoke ID": DELETE path+ID, then a line saying what
+// was revoked.
+func (a *app) revokeCommand(short, path, what string) *cobra.Command {
+	cmd := &cobra.Command{Use: "revoke ID", Short: short, Args: cobra.ExactArgs(1)}
+	o := addClientFlags(cmd)
+	envHelp(cmd.Flags())
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		c, err := o.client()
 		if err != nil {
 			return err
 		}
-		if err := c.do(cmd.Context(), http.MethodDelete, "/api/v1/workers/"+url.PathEscape(args[0]), nil, nil); err != nil {
+		if err := c.do(cmd.Context(), http.MethodDelete, path+url.PathEscape(args[0]), nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stderr, "worker %s revoked\n", args[0])
+		fmt.Fprintf(a.stderr, "%s %s revoked\n", what, args[0])
 		return nil
 	}
-	cmd.AddCommand(rev)
 	return cmd
 }
 
