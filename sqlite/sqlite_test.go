@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -117,29 +116,8 @@ func TestConcurrentWriters(t *testing.T) {
 	require.Equal(t, int64(60), counts[scanfleet.TaskQueued])
 }
 
-// TestMigrateDownUp undoes the latest migrations and applies them again
-// over a database with data in it: every Down section works, and tasks
-// survive the round trip with the runtime columns back at their defaults.
+// TestMigrateDownUp: see storetest.MigrateDownUp.
 func TestMigrateDownUp(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	db := open(t)
-	require.NoError(t, db.CreateWorkspace(ctx, &scanfleet.Workspace{Name: "acme"}))
-	task := &scanfleet.Task{Type: "noop", Workspace: "acme", Status: scanfleet.TaskRequested}
-	require.NoError(t, db.CreateTasks(ctx, []*scanfleet.Task{task}))
-	_, err := db.ClaimTask(ctx, task.ID, "w1", time.Minute, time.Now())
-	require.NoError(t, err)
-
-	// Provider.Close would close the store's pool; it is not called.
-	p, err := goose.NewProvider(db.Dialect().Goose, db.Writer(), sqlstore.Migrations())
-	require.NoError(t, err)
-	_, err = p.DownTo(ctx, 2)
-	require.NoError(t, err)
-	_, err = p.Up(ctx)
-	require.NoError(t, err)
-
-	got, err := db.FindTask(ctx, task.ID)
-	require.NoError(t, err)
-	require.Equal(t, scanfleet.TaskStarted, got.Status)
-	require.Nil(t, got.LeaseExpiresAt)
+	storetest.MigrateDownUp(t, open(t))
 }
