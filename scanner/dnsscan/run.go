@@ -45,8 +45,6 @@ type job struct {
 type run struct {
 	cfg     Config
 	m       *scanfleet.ScopeMatcher
-	env     scanfleet.ExecEnv
-	cancel  context.CancelCauseFunc
 	limiter *rate.Limiter
 	next    atomic.Uint64 // round-robin over the resolvers
 
@@ -67,7 +65,7 @@ type run struct {
 
 func newRun(cfg Config, m *scanfleet.ScopeMatcher, env scanfleet.ExecEnv, cancel context.CancelCauseFunc) *run {
 	return &run{
-		cfg: cfg, m: m, env: env, cancel: cancel, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "dns"},
+		cfg: cfg, m: m, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "dns"},
 		limiter:  rate.NewLimiter(rate.Limit(cfg.Rate), 1),
 		claimed:  map[string]bool{},
 		oosNames: map[string]bool{},
@@ -79,13 +77,13 @@ func newRun(cfg Config, m *scanfleet.ScopeMatcher, env scanfleet.ExecEnv, cancel
 // result writes the task's output fields.
 func (r *run) result() {
 	for k, v := range r.counts.Map() {
-		r.env.Result(k, v)
+		r.Env.Result(k, v)
 	}
 	for _, k := range []string{"queries", "found", "not_found", "wildcard_filtered", "out_of_scope"} {
-		r.env.Result(k, r.counts.Get(k))
+		r.Env.Result(k, r.counts.Get(k))
 	}
-	r.env.Result("statuses", r.statuses.Map())
-	r.env.Result("axfr", r.axfr.Map())
+	r.Env.Result("statuses", r.statuses.Map())
+	r.Env.Result("axfr", r.axfr.Map())
 }
 
 // plan turns targets into zones, logging and counting what it skips.
@@ -96,7 +94,7 @@ func (r *run) plan(targets []string) []*zone {
 		name, wildcard, why := targetName(t)
 		if why != "" {
 			r.counts.Add("skipped", 1)
-			r.env.Log(fmt.Sprintf("dns: skip target %q: %s", t, why))
+			r.Env.Log(fmt.Sprintf("dns: skip target %q: %s", t, why))
 			continue
 		}
 		z := &zone{name: name}
@@ -111,7 +109,7 @@ func (r *run) plan(targets []string) []*zone {
 		if !z.apexIn && !(wildcard && z.belowIn) {
 			r.counts.Add("out_of_scope", 1)
 			r.statuses.Add(string(scanner.StatusOutOfScope), 1)
-			r.env.Log(fmt.Sprintf("dns: skip target %q: out of scope: %s", t, d.Reason))
+			r.Env.Log(fmt.Sprintf("dns: skip target %q: out of scope: %s", t, d.Reason))
 			continue
 		}
 		if old := byName[name]; old != nil {
@@ -246,7 +244,7 @@ func (r *run) wildcard(ctx context.Context, zone string) map[string]bool {
 			keys = append(keys, s)
 		}
 		slices.Sort(keys)
-		r.env.Log(fmt.Sprintf("dns: %s has a wildcard (%s); names answering only that are not reported", zone, strings.Join(keys, ", ")))
+		r.Env.Log(fmt.Sprintf("dns: %s has a wildcard (%s); names answering only that are not reported", zone, strings.Join(keys, ", ")))
 	}
 	return sigs
 }
@@ -432,7 +430,7 @@ func (r *run) report(ctx context.Context, a *answer, source string) {
 		rec["out_of_scope"] = true
 		rec["out_of_scope_ips"] = oos
 		r.counts.Add("out_of_scope_ips", int64(len(oos)))
-		r.env.Log(fmt.Sprintf("dns: %s resolves to %d address(es) outside the scope; recorded, not expanded", a.name, len(oos)))
+		r.Env.Log(fmt.Sprintf("dns: %s resolves to %d address(es) outside the scope; recorded, not expanded", a.name, len(oos)))
 	}
 	r.mu.Lock()
 	r.addrs[a.name] = a.ips
@@ -504,7 +502,7 @@ func (r *run) claim(name string) bool {
 	if len(r.claimed) >= r.cfg.MaxNames {
 		if !r.maxed {
 			r.maxed = true
-			r.env.Log(fmt.Sprintf("dns: reached max_names (%d); further names are not resolved", r.cfg.MaxNames))
+			r.Env.Log(fmt.Sprintf("dns: reached max_names (%d); further names are not resolved", r.cfg.MaxNames))
 		}
 		r.counts.Add("skipped_max_names", 1)
 		return false
@@ -534,7 +532,7 @@ func (r *run) fail(ctx context.Context, name string, err error) {
 // that allowed it.
 func (r *run) transferZone(ctx context.Context, z *zone, nsNames []string) {
 	if len(nsNames) == 0 {
-		r.env.Log(fmt.Sprintf("dns: axfr %s: no NS records", z.name))
+		r.Env.Log(fmt.Sprintf("dns: axfr %s: no NS records", z.name))
 		return
 	}
 	for _, ns := range nsNames {
@@ -543,20 +541,20 @@ func (r *run) transferZone(ctx context.Context, z *zone, nsNames []string) {
 		}
 		if d := r.m.Check(ns); !d.In {
 			r.axfr.Add(string(scanner.StatusOutOfScope), 1)
-			r.env.Log(fmt.Sprintf("dns: axfr %s: nameserver %s not tried: %s", z.name, ns, d.Reason))
+			r.Env.Log(fmt.Sprintf("dns: axfr %s: nameserver %s not tried: %s", z.name, ns, d.Reason))
 			continue
 		}
 		r.mu.Lock()
 		addrs := r.addrs[ns]
 		r.mu.Unlock()
 		if len(addrs) == 0 {
-			r.env.Log(fmt.Sprintf("dns: axfr %s: nameserver %s has no address", z.name, ns))
+			r.Env.Log(fmt.Sprintf("dns: axfr %s: nameserver %s has no address", z.name, ns))
 			continue
 		}
 		for _, ip := range addrs {
 			if d := r.m.Check(ip.String()); !d.In {
 				r.axfr.Add(string(scanner.StatusOutOfScope), 1)
-				r.env.Log(fmt.Sprintf("dns: axfr %s: nameserver %s at %s not tried: %s", z.name, ns, ip, d.Reason))
+				r.Env.Log(fmt.Sprintf("dns: axfr %s: nameserver %s at %s not tried: %s", z.name, ns, ip, d.Reason))
 				continue
 			}
 			r.transfer(ctx, z, ns, ip)
@@ -574,10 +572,10 @@ func (r *run) transfer(ctx context.Context, z *zone, ns string, ip netip.Addr) {
 	st := scanner.StatusOf(err)
 	r.axfr.Add(string(st), 1)
 	if err != nil {
-		r.env.Log(fmt.Sprintf("dns: axfr %s from %s (%s): %s: %v", z.name, ns, addr, st, err))
+		r.Env.Log(fmt.Sprintf("dns: axfr %s from %s (%s): %s: %v", z.name, ns, addr, st, err))
 		return
 	}
-	r.env.Log(fmt.Sprintf("dns: axfr %s from %s (%s): %d records", z.name, ns, addr, len(rrs)))
+	r.Env.Log(fmt.Sprintf("dns: axfr %s from %s (%s): %d records", z.name, ns, addr, len(rrs)))
 	r.Emit(ctx, map[string]any{
 		"kind": "finding", "name": "dns-zone-transfer-allowed", "severity": "medium",
 		"ip": ip.String(), "port": r.cfg.AXFRPort, "proto": "tcp", "host_name": ns, "zone": z.name,

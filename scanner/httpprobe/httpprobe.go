@@ -137,10 +137,8 @@ type probe struct {
 type run struct {
 	cfg     Config
 	m       *scanfleet.ScopeMatcher
-	env     scanfleet.ExecEnv
 	client  *http.Client
 	limiter *rate.Limiter
-	cancel  context.CancelCauseFunc
 
 	counts   scanner.Counts
 	statuses scanner.Counts
@@ -181,7 +179,7 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 	}
 	defer transport.CloseIdleConnections()
 	r := &run{
-		cfg: cfg, m: m, env: env, cancel: cancel, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "http"},
+		cfg: cfg, m: m, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "http"},
 		client: &http.Client{
 			Transport:     transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -208,10 +206,10 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 
 func (r *run) result() {
 	for _, k := range []string{"targets", "responses", "out_of_scope", "skipped"} {
-		r.env.Result(k, r.counts.Get(k))
+		r.Env.Result(k, r.counts.Get(k))
 	}
-	r.env.Result("statuses", r.statuses.Map())
-	r.env.Result("status_codes", r.codes.Map())
+	r.Env.Result("statuses", r.statuses.Map())
+	r.Env.Result("status_codes", r.codes.Map())
 }
 
 // target is one parsed target.
@@ -286,7 +284,7 @@ func (r *run) plan(raw []string) []target {
 		t, err := parseTarget(s)
 		if err != nil {
 			r.counts.Add("skipped", 1)
-			r.env.Log(fmt.Sprintf("http: skip target %q: %v", s, err))
+			r.Env.Log(fmt.Sprintf("http: skip target %q: %v", s, err))
 			continue
 		}
 		if !t.prefix.IsValid() {
@@ -415,7 +413,7 @@ func (r *run) chain(ctx context.Context, start string) error {
 			resp.rec[stop] = true
 			if stop == "redirect_out_of_scope" {
 				r.counts.Add("out_of_scope", 1)
-				r.env.Log(fmt.Sprintf("http: %s redirects to %s, outside the scope; not followed", cur, resp.location))
+				r.Env.Log(fmt.Sprintf("http: %s redirects to %s, outside the scope; not followed", cur, resp.location))
 			}
 			break
 		}
@@ -566,7 +564,7 @@ func classify(err error) error {
 
 func (r *run) outOfScope(target, reason string) {
 	r.counts.Add("out_of_scope", 1)
-	r.env.Log(fmt.Sprintf("http: skip %q: out of scope: %s", target, reason))
+	r.Env.Log(fmt.Sprintf("http: skip %q: out of scope: %s", target, reason))
 }
 
 func anyList(xs []string) []any {

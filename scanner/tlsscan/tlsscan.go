@@ -197,10 +197,8 @@ func (e endpoint) name() string {
 type run struct {
 	cfg     Config
 	m       *scanfleet.ScopeMatcher
-	env     scanfleet.ExecEnv
 	dialer  *scanner.Dialer
 	limiter *rate.Limiter
-	cancel  context.CancelCauseFunc
 
 	counts   scanner.Counts
 	statuses scanner.Counts
@@ -225,7 +223,7 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &run{
-		cfg: cfg, m: m, env: env, cancel: cancel, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "tls"},
+		cfg: cfg, m: m, Tracker: scanner.Tracker{Env: env, Cancel: cancel, Name: "tls"},
 		dialer:  &scanner.Dialer{Matcher: m, Resolver: e.Resolver, Timeout: cfg.Timeout},
 		limiter: rate.NewLimiter(rate.Limit(cfg.Rate), 1),
 	}
@@ -249,9 +247,9 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 
 func (r *run) result() {
 	for _, k := range []string{"endpoints", "certificates", "findings", "out_of_scope", "skipped"} {
-		r.env.Result(k, r.counts.Get(k))
+		r.Env.Result(k, r.counts.Get(k))
 	}
-	r.env.Result("statuses", r.statuses.Map())
+	r.Env.Result("statuses", r.statuses.Map())
 }
 
 // plan parses the targets, clips prefixes to the scope and counts the
@@ -263,7 +261,7 @@ func (r *run) plan(raw []string) []target {
 		t, err := parseTarget(s)
 		if err != nil {
 			r.counts.Add("skipped", 1)
-			r.env.Log(fmt.Sprintf("tls: skip target %q: %v", s, err))
+			r.Env.Log(fmt.Sprintf("tls: skip target %q: %v", s, err))
 			continue
 		}
 		ports := int64(len(r.cfg.Ports))
@@ -277,7 +275,7 @@ func (r *run) plan(raw []string) []target {
 				continue
 			}
 			if !slices.Equal(clipped, []netip.Prefix{t.prefix}) {
-				r.env.Log(fmt.Sprintf("tls: target %q is partly out of scope; only its in-scope addresses are probed", s))
+				r.Env.Log(fmt.Sprintf("tls: target %q is partly out of scope; only its in-scope addresses are probed", s))
 			}
 			for _, p := range clipped {
 				n := new(big.Int).Lsh(big.NewInt(1), uint(p.Addr().BitLen()-p.Bits()))
@@ -353,7 +351,7 @@ func (r *run) probe(ctx context.Context, ep endpoint) {
 	}
 	r.statuses.Add(string(scanner.StatusSuccess), 1)
 	if len(state.PeerCertificates) == 0 {
-		r.env.Log(fmt.Sprintf("tls: %s: the server sent no certificate", addr))
+		r.Env.Log(fmt.Sprintf("tls: %s: the server sent no certificate", addr))
 		return
 	}
 	ip := remote.Addr().Unmap()
@@ -455,5 +453,5 @@ func (r *run) handshake(ctx context.Context, addr, sni string, version uint16) (
 
 func (r *run) outOfScope(target, reason string) {
 	r.counts.Add("out_of_scope", 1)
-	r.env.Log(fmt.Sprintf("tls: skip %q: out of scope: %s", target, reason))
+	r.Env.Log(fmt.Sprintf("tls: skip %q: out of scope: %s", target, reason))
 }
