@@ -3,9 +3,10 @@ package scanfleet
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
-// Application error codes. Each maps to one HTTP status in package http.
+// Application error codes. Each maps to one HTTP status (HTTPStatus).
 const (
 	ECONFLICT     = "conflict"     // 409: a unique name is taken, or a state change is not allowed
 	EINTERNAL     = "internal"     // 500: anything unexpected; the cause is logged, not shown
@@ -18,6 +19,28 @@ const (
 	ENOTALLOWED   = "not_allowed"  // 405
 	EUNAVAILABLE  = "unavailable"  // 503
 )
+
+var httpStatuses = map[string]int{
+	ECONFLICT:     http.StatusConflict,
+	EINVALID:      http.StatusBadRequest,
+	ENOTFOUND:     http.StatusNotFound,
+	EUNAUTHORIZED: http.StatusUnauthorized,
+	EFORBIDDEN:    http.StatusForbidden,
+	ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	EUNSUPPORTED:  http.StatusUnsupportedMediaType,
+	ENOTALLOWED:   http.StatusMethodNotAllowed,
+	EUNAVAILABLE:  http.StatusServiceUnavailable,
+	EINTERNAL:     http.StatusInternalServerError,
+}
+
+// HTTPStatus returns the HTTP status an error code answers with, the API's
+// and the web UI's alike; 500 for a code it does not know.
+func HTTPStatus(code string) int {
+	if s, ok := httpStatuses[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
 
 // Error is the application error: a code from the list above and a message
 // written for the user. Details, when set, list further problems of the same

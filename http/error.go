@@ -8,26 +8,8 @@ import (
 	"github.com/scanfleet/scanfleet"
 )
 
-var statusCodes = map[string]int{
-	scanfleet.ECONFLICT:     http.StatusConflict,
-	scanfleet.EINVALID:      http.StatusBadRequest,
-	scanfleet.ENOTFOUND:     http.StatusNotFound,
-	scanfleet.EUNAUTHORIZED: http.StatusUnauthorized,
-	scanfleet.EFORBIDDEN:    http.StatusForbidden,
-	scanfleet.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	scanfleet.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
-	scanfleet.ENOTALLOWED:   http.StatusMethodNotAllowed,
-	scanfleet.EUNAVAILABLE:  http.StatusServiceUnavailable,
-	scanfleet.EINTERNAL:     http.StatusInternalServerError,
-}
-
 // ErrorStatusCode returns the HTTP status for an application error code.
-func ErrorStatusCode(code string) int {
-	if s, ok := statusCodes[code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
+func ErrorStatusCode(code string) int { return scanfleet.HTTPStatus(code) }
 
 // errorBody is the JSON shape of every error response.
 type errorBody struct {

@@ -134,7 +134,7 @@ func (u *UI) handleUploadCloud(w http.ResponseWriter, r *http.Request, s *sessio
 				switch scanfleet.ErrorCode(err) {
 				case scanfleet.EINVALID, scanfleet.ETOOLARGE:
 					d.Errors["env"] = scanfleet.ErrorMessage(err)
-					return u.showAttack(w, r, s, statusCodes[scanfleet.ErrorCode(err)], d)
+					return u.showAttack(w, r, s, scanfleet.HTTPStatus(scanfleet.ErrorCode(err)), d)
 				}
 				return err
 			}

@@ -93,19 +93,6 @@ func (u *UI) execute(w http.ResponseWriter, status int, page, name string, d pag
 	_, _ = buf.WriteTo(w)
 }
 
-// statusCodes maps scanfleet error codes to HTTP statuses, as the API does.
-var statusCodes = map[string]int{
-	scanfleet.ECONFLICT:     http.StatusConflict,
-	scanfleet.EINVALID:      http.StatusBadRequest,
-	scanfleet.ENOTFOUND:     http.StatusNotFound,
-	scanfleet.EUNAUTHORIZED: http.StatusUnauthorized,
-	scanfleet.EFORBIDDEN:    http.StatusForbidden,
-	scanfleet.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	scanfleet.EUNSUPPORTED:  http.StatusUnsupportedMediaType,
-	scanfleet.ENOTALLOWED:   http.StatusMethodNotAllowed,
-	scanfleet.EUNAVAILABLE:  http.StatusServiceUnavailable,
-}
-
 type errorData struct {
 	Status  int
 	Message string
@@ -116,9 +103,8 @@ type errorData struct {
 // "internal error" for anything else, whose cause goes to the log.
 func (u *UI) renderError(w http.ResponseWriter, r *http.Request, s *session, err error) {
 	code := scanfleet.ErrorCode(err)
-	status, ok := statusCodes[code]
-	if !ok {
-		status = http.StatusInternalServerError
+	status := scanfleet.HTTPStatus(code)
+	if code == scanfleet.EINTERNAL {
 		if r.Context().Err() != nil {
 			return // the client went away
 		}

@@ -260,7 +260,7 @@ func (u *UI) handleCreateScan(w http.ResponseWriter, r *http.Request, s *session
 			return err
 		}
 		f.Errors.add(err, scanFields)
-		status = statusCodes[scanfleet.ErrorCode(err)]
+		status = scanfleet.HTTPStatus(scanfleet.ErrorCode(err))
 	}
 	return u.showScanForm(w, r, s, status, f, nil)
 }
@@ -300,7 +300,7 @@ func (u *UI) handleUpdateScan(w http.ResponseWriter, r *http.Request, s *session
 			return err
 		}
 		f.Errors.add(err, scanFields)
-		status = statusCodes[scanfleet.ErrorCode(err)]
+		status = scanfleet.HTTPStatus(scanfleet.ErrorCode(err))
 	}
 	return u.showScanForm(w, r, s, status, f, cur)
 }

@@ -92,7 +92,7 @@ func (u *UI) handleCreateWorkspace(w http.ResponseWriter, r *http.Request, s *se
 			return err
 		}
 		f.Errors.scope(err, incLines, excLines)
-		return u.showWorkspaces(w, r, s, statusCodes[code], f)
+		return u.showWorkspaces(w, r, s, scanfleet.HTTPStatus(code), f)
 	}
 	http.Redirect(w, r, "/workspaces/"+ws.Name, http.StatusSeeOther)
 	return nil
