@@ -17,6 +17,7 @@ import (
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/scanner"
 	"github.com/scanfleet/scanfleet/scanner/dnsscan"
+	"github.com/scanfleet/scanfleet/scanner/scannertest"
 )
 
 func TestMain(m *testing.M) {
@@ -88,14 +89,6 @@ func byKey(env *scanner.LocalEnv) map[string]scanfleet.Record {
 	return out
 }
 
-func strs(v any) []string {
-	var out []string
-	for _, x := range v.([]any) {
-		out = append(out, x.(string))
-	}
-	return out
-}
-
 func TestScan(t *testing.T) {
 	t.Parallel()
 	for name, start := range servers {
@@ -106,30 +99,30 @@ func TestScan(t *testing.T) {
 			recs := byKey(env)
 
 			apex := recs["domain example.test"].Data
-			require.Equal(t, []string{"192.0.2.1"}, strs(apex["ips"]))
-			require.Equal(t, []string{"mail.example.test", "mx.other.test"}, strs(apex["mx"]), "MX in order of preference")
-			require.Equal(t, []string{"v=spf1 -all"}, strs(apex["txt"]))
-			require.Equal(t, []string{"ns1.example.test"}, strs(apex["ns"]))
+			require.Equal(t, []string{"192.0.2.1"}, scannertest.Strings(apex["ips"]))
+			require.Equal(t, []string{"mail.example.test", "mx.other.test"}, scannertest.Strings(apex["mx"]), "MX in order of preference")
+			require.Equal(t, []string{"v=spf1 -all"}, scannertest.Strings(apex["txt"]))
+			require.Equal(t, []string{"ns1.example.test"}, scannertest.Strings(apex["ns"]))
 			require.Equal(t, "target", apex["source"])
 
 			www := recs["domain www.example.test"].Data
-			require.ElementsMatch(t, []string{"192.0.2.10", "2001:db8::10"}, strs(www["ips"]))
+			require.ElementsMatch(t, []string{"192.0.2.10", "2001:db8::10"}, scannertest.Strings(www["ips"]))
 			require.Equal(t, "brute", www["source"])
 			api := recs["domain api.example.test"].Data
 			require.Equal(t, "www.example.test", api["cname"])
-			require.Contains(t, strs(api["ips"]), "192.0.2.10")
+			require.Contains(t, scannertest.Strings(api["ips"]), "192.0.2.10")
 			require.Contains(t, recs, "domain dev.example.test")
 			require.Equal(t, "mx", recs["domain mail.example.test"].Data["source"], "found through the apex's MX before the brute force")
-			require.Equal(t, []string{"127.0.0.1"}, strs(recs["domain ns1.example.test"].Data["ips"]))
+			require.Equal(t, []string{"127.0.0.1"}, scannertest.Strings(recs["domain ns1.example.test"].Data["ips"]))
 
 			// A host record per in-scope address, with every name of it.
-			require.ElementsMatch(t, []string{"www.example.test", "api.example.test"}, strs(recs["host 192.0.2.10"].Data["hostnames"]))
+			require.ElementsMatch(t, []string{"www.example.test", "api.example.test"}, scannertest.Strings(recs["host 192.0.2.10"].Data["hostnames"]))
 			require.Contains(t, recs, "host 2001:db8::10")
 
 			// Resolving outside the scope: recorded, not expanded.
 			vpn := recs["domain vpn.example.test"].Data
 			require.Equal(t, true, vpn["out_of_scope"])
-			require.Equal(t, []string{"198.51.100.7"}, strs(vpn["out_of_scope_ips"]))
+			require.Equal(t, []string{"198.51.100.7"}, scannertest.Strings(vpn["out_of_scope_ips"]))
 			require.NotContains(t, recs, "host 198.51.100.7")
 			cdn := recs["domain cdn.example.test"].Data
 			require.Equal(t, "edge.other.test", cdn["cname"])

@@ -138,14 +138,6 @@ func byURL(env *scanner.LocalEnv) map[string]map[string]any {
 	return out
 }
 
-func strs(v any) []string {
-	var out []string
-	for _, x := range v.([]any) {
-		out = append(out, x.(string))
-	}
-	return out
-}
-
 func TestProbe(t *testing.T) {
 	t.Parallel()
 	s := start(t)
@@ -163,11 +155,11 @@ func TestProbe(t *testing.T) {
 		require.Equal(t, false, root["tls"])
 		require.Equal(t, "127.0.0.1", root["ip"])
 		require.Equal(t, "WordPress 6.4.2", root["generator"])
-		require.Equal(t, []string{"nginx 1.25.3", "PHP 8.2.1", "WordPress 6.4.2"}, strs(root["technologies"]))
+		require.Equal(t, []string{"nginx 1.25.3", "PHP 8.2.1", "WordPress 6.4.2"}, scannertest.Strings(root["technologies"]))
 		require.Contains(t, root["content_type"], "text/html")
 		java := recs[s.plain.URL+"/java"]
 		require.NotContains(t, java, "title", "a text/plain body has no title")
-		require.Equal(t, []string{"Apache Tomcat", "Java"}, strs(java["technologies"]))
+		require.Equal(t, []string{"Apache Tomcat", "Java"}, scannertest.Strings(java["technologies"]))
 		require.Equal(t, map[string]int64{"200": 2}, env.Results()["status_codes"])
 	})
 
@@ -196,7 +188,7 @@ func TestProbe(t *testing.T) {
 		first := recs[s.tls.URL+"/r1"]
 		require.EqualValues(t, 302, first["status_code"])
 		require.Equal(t, s.tls.URL+"/r2", first["location"])
-		require.Equal(t, []string{s.tls.URL + "/r1", s.tls.URL + "/r2", s.tls.URL + "/final"}, strs(first["redirect_chain"]))
+		require.Equal(t, []string{s.tls.URL + "/r1", s.tls.URL + "/r2", s.tls.URL + "/final"}, scannertest.Strings(first["redirect_chain"]))
 		require.Equal(t, s.tls.URL+"/final", first["final_url"])
 		require.Equal(t, "Final", recs[s.tls.URL+"/final"]["title"])
 	})

@@ -70,3 +70,13 @@ func Resolver(t testing.TB, table map[string][]string) *net.Resolver {
 		},
 	}
 }
+
+// Strings reads a record's list field, as JSON decoding leaves it
+// ([]any of strings).
+func Strings(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
