@@ -320,6 +320,32 @@ func TestNetworkEveryAddressAnswers(t *testing.T) {
 	require.Zero(t, st["timeout"])
 }
 
+// Senders share the socket but not the headers of their sendmmsg calls:
+// with shared headers one sender overwrote the other's probes, so some
+// were sent twice and others never (or the call failed with EINVAL).
+func TestSendersEachProbeOnce(t *testing.T) {
+	t.Parallel()
+	netnstest.Require(t)
+	l := newLab(t, false)
+	pfx := routedNet(t, l)
+	netnstest.IP(t, "-n", l.target, "route", "add", "local", pfx.String(), "dev", "lo")
+	netnstest.IP(t, "-n", l.scanner, "route", "add", pfx.String(), "via", l.targetIP.String(), "dev", "sfs0")
+	l.listen(t, 80)
+	env := &scanner.LocalEnv{}
+	err := l.scan(t.Context(), t, &scanfleet.TaskInput{
+		Targets: []string{pfx.String()},
+		Args:    map[string]any{"ports": "71-90", "senders": 4, "retries": 0},
+	}, env)
+	require.NoError(t, err, "logs: %v", env.Logs())
+	services, _ := found(t, env)
+	require.Equal(t, 256, len(services), "open ports found")
+	st := status(t, env)
+	require.Equal(t, uint64(256), st["open"])
+	require.Equal(t, uint64(19*256), st["closed"])
+	require.Zero(t, st["timeout"])
+	require.Equal(t, uint64(20*256), env.Results()["probes_sent"])
+}
+
 func TestExcludedAddressesAreNeverProbed(t *testing.T) {
 	t.Parallel()
 	netnstest.Require(t)

@@ -709,6 +709,7 @@ type batcher struct {
 	frames [][]byte
 	out    [][]byte
 	dsts   []netip.Addr
+	mb     mmsgBuf
 }
 
 func newBatcher(s *scan, pa *path, size int) *batcher {
@@ -733,7 +734,7 @@ func (b *batcher) flush() error {
 	if len(b.dsts) == 0 {
 		return nil
 	}
-	sent, dropped, err := b.pa.tx.send(b.out, b.dsts)
+	sent, dropped, err := b.pa.tx.send(&b.mb, b.out, b.dsts)
 	b.s.sent.Add(uint64(sent))
 	b.s.sendDrops.Add(uint64(dropped))
 	b.out, b.dsts = b.out[:0], b.dsts[:0]

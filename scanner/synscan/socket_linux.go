@@ -28,9 +28,18 @@ func privilegeError(op string, err error) error {
 // fast path); on a raw IP socket (IPPROTO_RAW, header included) IP
 // datagrams that the kernel routes and resolves itself, the fallback for
 // targets with no single next hop.
+//
+// One txSocket is shared by every sender; the message headers a call
+// passes to the kernel are the caller's (mmsgBuf), since two senders
+// writing one set of headers while the other's sendmmsg reads them send
+// one probe twice and another never, or fail with EINVAL.
 type txSocket struct {
-	fd   int
-	raw  bool // raw IP socket: frames are sent from the IP header on
+	fd  int
+	raw bool // raw IP socket: frames are sent from the IP header on
+}
+
+// mmsgBuf holds the headers of one sendmmsg call; each batcher owns one.
+type mmsgBuf struct {
 	msgs []mmsghdr
 	iov  []unix.Iovec
 	// names holds one destination address per message (raw sockets).
@@ -82,15 +91,15 @@ func (t *txSocket) Close() error { return unix.Close(t.fd) }
 // socket skips the Ethernet header). It returns how many were handed to
 // the kernel, and how many were refused because a queue was full
 // (ENOBUFS: the probe is lost, as on the wire, and retried later).
-func (t *txSocket) send(frames [][]byte, dsts []netip.Addr) (sent, dropped int, err error) {
+func (t *txSocket) send(m *mmsgBuf, frames [][]byte, dsts []netip.Addr) (sent, dropped int, err error) {
 	n := len(frames)
-	if cap(t.msgs) < n {
-		t.msgs = make([]mmsghdr, n)
-		t.iov = make([]unix.Iovec, n)
-		t.names4 = make([]unix.RawSockaddrInet4, n)
-		t.names6 = make([]unix.RawSockaddrInet6, n)
+	if cap(m.msgs) < n {
+		m.msgs = make([]mmsghdr, n)
+		m.iov = make([]unix.Iovec, n)
+		m.names4 = make([]unix.RawSockaddrInet4, n)
+		m.names6 = make([]unix.RawSockaddrInet6, n)
 	}
-	msgs, iov := t.msgs[:n], t.iov[:n]
+	msgs, iov := m.msgs[:n], m.iov[:n]
 	for i, f := range frames {
 		if t.raw {
 			f = f[ethLen:]
@@ -103,12 +112,12 @@ func (t *txSocket) send(frames [][]byte, dsts []netip.Addr) (sent, dropped int, 
 		if t.raw {
 			a := dsts[i]
 			if a.Is4() {
-				t.names4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-				msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&t.names4[i]))
+				m.names4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+				msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&m.names4[i]))
 				msgs[i].hdr.Namelen = unix.SizeofSockaddrInet4
 			} else {
-				t.names6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-				msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&t.names6[i]))
+				m.names6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+				msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&m.names6[i]))
 				msgs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 			}
 		}
