@@ -87,15 +87,26 @@ func run(typ string, targets []string, ports string, rate, retries, senders, con
 	}
 	env := &scanner.LocalEnv{
 		OnRecord: func(r scanfleet.Record) error {
-			if r.Kind == scanfleet.KindService {
-				port := fmt.Sprint(r.Data["port"])
-				if n, ok := r.Data["port"].(float64); ok {
-					port = strconv.Itoa(int(n))
-				}
-				_, err := w.WriteString(fmt.Sprint(r.Data["ip"]) + ":" + port + "\n")
-				return err
+			// Written without fmt: on net20 this runs 1.3 million
+			// times, beside the scanner it times.
+			if r.Kind != scanfleet.KindService {
+				return nil
 			}
-			return nil
+			ip, _ := r.Data["ip"].(string)
+			w.WriteString(ip)
+			w.WriteByte(':')
+			var b [20]byte
+			switch n := r.Data["port"].(type) {
+			case int64:
+				w.Write(strconv.AppendInt(b[:0], n, 10))
+			case int:
+				w.Write(strconv.AppendInt(b[:0], int64(n), 10))
+			case float64:
+				w.Write(strconv.AppendInt(b[:0], int64(n), 10))
+			default:
+				w.WriteString(fmt.Sprint(n))
+			}
+			return w.WriteByte('\n')
 		},
 		OnLog: func(line string) { fmt.Fprintln(os.Stderr, line) },
 	}

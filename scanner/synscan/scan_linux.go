@@ -56,7 +56,7 @@ type scan struct {
 	sendTime time.Duration // time spent sending, waits excluded
 
 	mu     sync.Mutex
-	found  []netip.AddrPort // opens waiting to be emitted
+	found  []opened // opens waiting to be emitted
 	wake   chan struct{}
 	rstq   chan reply
 	rxDone chan struct{}
@@ -126,7 +126,7 @@ func run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv, p 
 			env.Log("synscan: " + pa.desc)
 		}
 	}
-	rx, err := openRX(rxIface, s.sport, s.sport+SourcePorts-1)
+	rx, err := openRX(rxIface, s.sport, s.sport+SourcePorts-1, s.v4 != nil, s.v6 != nil)
 	if err != nil {
 		return err
 	}
@@ -178,6 +178,12 @@ func run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv, p 
 	env.Log(fmt.Sprintf("synscan: %d probes to %d addresses × %d ports in %s: %d open, %d closed, %d filtered, %d no answer",
 		s.sent.Load(), s.nAddr, s.nPorts, time.Since(began).Round(time.Millisecond), s.nOpen.Load(), s.nClosed.Load(), s.nUnreach.Load(), s.timeouts()))
 	return nil
+}
+
+// opened is an open port waiting to be emitted.
+type opened struct {
+	ap   netip.AddrPort
+	host uint64 // the address's number in the plan
 }
 
 // pickSourcePorts returns the first of SourcePorts ports outside the
@@ -458,7 +464,7 @@ func (s *scan) handle(data []byte) {
 		if isNew {
 			s.nOpen.Add(1)
 			s.mu.Lock()
-			s.found = append(s.found, netip.AddrPortFrom(r.target, r.tport))
+			s.found = append(s.found, opened{netip.AddrPortFrom(r.target, r.tport), idx / s.nPorts})
 			s.mu.Unlock()
 			select {
 			case s.wake <- struct{}{}:
@@ -483,32 +489,56 @@ func (s *scan) handle(data []byte) {
 }
 
 // emitter hands open ports to env: a host record the first time a host
-// shows an open port, then the service record.
+// shows an open port, then the service record. It is the scan's one
+// consumer of CPU beside the kernel (a record is a map, validated by env),
+// so it keeps the rest cheap: hosts seen are one bit per address when the
+// scan is tracked, and the two batches are swapped, not reallocated.
 func (s *scan) emitter(ctx context.Context, env scanfleet.ExecEnv, done <-chan struct{}) error {
-	hosts := map[netip.Addr]bool{}
+	var seenBits []uint64
+	var seenMap map[uint64]bool
+	if s.answered != nil {
+		seenBits = make([]uint64, (s.nAddr+63)/64)
+	} else {
+		seenMap = map[uint64]bool{}
+	}
+	firstSeen := func(h uint64) bool {
+		if seenBits != nil {
+			m := uint64(1) << (h % 64)
+			if seenBits[h/64]&m != 0 {
+				return false
+			}
+			seenBits[h/64] |= m
+			return true
+		}
+		if seenMap[h] {
+			return false
+		}
+		seenMap[h] = true
+		return true
+	}
+	var batch []opened
 	flush := func() error {
 		for {
 			s.mu.Lock()
-			batch := s.found
-			s.found = nil
+			batch, s.found = s.found, batch[:0]
 			s.mu.Unlock()
 			if len(batch) == 0 {
 				return nil
 			}
-			for _, ap := range batch {
-				ip := ap.Addr().String()
-				if !hosts[ap.Addr()] {
-					hosts[ap.Addr()] = true
+			for _, o := range batch {
+				a := o.ap.Addr()
+				ip := a.String()
+				if firstSeen(o.host) {
 					s.hostsUp.Add(1)
 					rec := map[string]any{"kind": "host", "ip": ip, "state": "up"}
-					if names := s.plan.Names[ap.Addr()]; len(names) > 0 {
+					if names := s.plan.Names[a]; len(names) > 0 {
 						rec["hostnames"] = names
 					}
 					if err := env.Emit(ctx, rec); err != nil {
 						return err
 					}
 				}
-				if err := env.Emit(ctx, map[string]any{"kind": "service", "ip": ip, "port": int(ap.Port()), "proto": "tcp", "state": "open"}); err != nil {
+				if err := env.Emit(ctx, map[string]any{"kind": "service", "ip": ip, "port": int(o.ap.Port()), "proto": "tcp", "state": "open"}); err != nil {
 					return err
 				}
 			}

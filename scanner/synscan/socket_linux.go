@@ -154,9 +154,22 @@ type rxSocket struct {
 }
 
 // openRX opens the receive ring on ifname ("" listens on every interface)
-// for replies to source ports [lo, hi].
-func openRX(ifname string, lo, hi uint16) (*rxSocket, error) {
+// for replies to source ports [lo, hi], of IPv4, IPv6 or both.
+//
+// A socket for one protocol sees only packets received: the kernel hands
+// every packet sent (each probe, and each reset the kernel sends for a
+// SYN-ACK) to the sockets of all protocols only, which costs a clone and
+// a filter run per packet in the sending system call.
+func openRX(ifname string, lo, hi uint16, v4, v6 bool) (*rxSocket, error) {
+	proto := uint16(unix.ETH_P_ALL)
+	switch {
+	case v4 && !v6:
+		proto = unix.ETH_P_IP
+	case v6 && !v4:
+		proto = unix.ETH_P_IPV6
+	}
 	opts := []any{
+		afpacket.OptProtocol(proto),
 		afpacket.OptSocketType(afpacket.SocketDgram),
 		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
 		// Many small blocks: the kernel hands a block over when it is
