@@ -34,7 +34,7 @@ func main() {
 	rate := flag.Int64("rate", synscan.DefaultRate, "probes per second")
 	retries := flag.Int64("retries", synscan.DefaultRetries, "extra passes over unanswered probes")
 	wait := flag.Duration("wait", synscan.DefaultWait, "wait for late replies after each pass")
-	senders := flag.Int64("senders", synscan.DefaultSenders, "sending threads (synscan)")
+	senders := flag.Int64("senders", synscan.DefaultSenders, "sending threads (synscan; 0: one per CPU)")
 	concurrency := flag.Int64("concurrency", portscan.DefaultConcurrency, "connections in flight (portscan)")
 	out := flag.String("o", "", "write open ports here, one ip:port a line")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")

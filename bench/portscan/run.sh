@@ -16,8 +16,8 @@
 #   net20   10.201.0.0/16 × 20 ports, all open     (goal: half masscan's time)
 #
 # Usage (root):  ./run.sh [suite...]        default: host net80 net20
-# Env: RATE (synscan probes/s, default 1000000), SENDERS (synscan sending threads
-#      on net20, default 1), BENCH_TIMEOUT (s per command,
+# Env: RATE (synscan probes/s, default 1000000), SENDERS (synscan sending threads,
+#      default 0: the executor's default, one per CPU), BENCH_TIMEOUT (s per command,
 #      default 180), OUT (results dir, default ./results), SKIP="nmap_sT ..." tools to skip.
 # Needs: apt-get install -y masscan zmap nmap iproute2 ; python3 ; go
 set -euo pipefail
@@ -33,7 +33,7 @@ ANY_NET=10.201.0.0/16
 PORTS_OPEN="22,80,443,1433,3306,5432,6379,8080,8443,9000,9200,11211,15672,20000,27017,31337,40000,50000,60000,65535"
 N_OPEN=20
 RATE="${RATE:-1000000}"
-SENDERS="${SENDERS:-1}"
+SENDERS="${SENDERS:-0}"
 OUT="${OUT:-$HERE/results}"
 TMO="${BENCH_TIMEOUT:-180}"
 PIDS=()
@@ -116,7 +116,7 @@ masscan_args() {
 suite_host() {
   local p=65535 e=$N_OPEN o="$OUT/host"
   bench host synscan $e $p "$(cnt_lines $o.synscan.txt)" -- \
-    "${SF[@]}" -type synscan -ports 1-65535 -rate "$RATE" -retries 1 -wait 1s -o $o.synscan.txt "$IP_T"
+    "${SF[@]}" -type synscan -ports 1-65535 -rate "$RATE" -senders "$SENDERS" -retries 1 -wait 1s -o $o.synscan.txt "$IP_T"
   bench host portscan $e $p "$(cnt_lines $o.portscan.txt)" -- \
     bash -c "ulimit -n 65536; exec ${SF[*]} -type portscan -ports 1-65535 -concurrency 4096 -o $o.portscan.txt $IP_T"
   bench host masscan $e $p "$(cnt_masscan $o.masscan.lst)" -- \
@@ -132,7 +132,7 @@ suite_net80() {
   local p=65536 e=65536 o="$OUT/net80"
   : > "$OUT/zmap_empty_blocklist.conf"   # zmap's default blocklist excludes 10/8
   bench net80 synscan $e $p "$(cnt_lines $o.synscan.txt)" -- \
-    "${SF[@]}" -type synscan -ports 80 -rate "$RATE" -retries 1 -wait 1s -o $o.synscan.txt "$ANY_NET"
+    "${SF[@]}" -type synscan -ports 80 -rate "$RATE" -senders "$SENDERS" -retries 1 -wait 1s -o $o.synscan.txt "$ANY_NET"
   bench net80 portscan $e $p "$(cnt_lines $o.portscan.txt)" -- \
     bash -c "ulimit -n 65536; exec ${SF[*]} -type portscan -ports 80 -concurrency 4096 -o $o.portscan.txt $ANY_NET"
   bench net80 zmap $e $p "$(cnt_lines $o.zmap.csv)" -- \
@@ -188,7 +188,7 @@ main() {
   trap cleanup EXIT
   build
   setup
-  echo "=== $(date -u +%FT%TZ) $(uname -r) nproc=$(nproc) rate=$RATE namespaces $NS_S $NS_T"
+  echo "=== $(date -u +%FT%TZ) $(uname -r) nproc=$(nproc) rate=$RATE senders=$SENDERS namespaces $NS_S $NS_T"
   local suites=("$@")
   [[ ${#suites[@]} -gt 0 ]] || suites=(host net80 net20)
   for s in "${suites[@]}"; do "suite_$s"; done

@@ -23,7 +23,9 @@
 // otherwise (several on-link hosts, addresses of this host, interfaces
 // without Ethernet) IP packets go out on a raw IP socket (IPPROTO_RAW) and
 // the kernel routes each. A token bucket holds the rate ("rate", probes per
-// second), shared by "senders" sending goroutines.
+// second), shared by "senders" sending goroutines (by default one per
+// CPU: on a veth the whole round trip of a probe runs in its sender's
+// system call).
 //
 // Receiving. One AF_PACKET SOCK_DGRAM socket with a TPACKET_V3 ring
 // (gopacket/afpacket, pure Go) and a classic BPF filter (replyFilter,

@@ -20,5 +20,5 @@ func ExampleTaskType() {
 	// wait duration 1s
 	// source_port integer 0
 	// send_rst boolean false
-	// senders integer 1
+	// senders integer 0
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -565,7 +566,11 @@ func (s *scan) emitter(ctx context.Context, env scanfleet.ExecEnv, done <-chan s
 // answer included) inside the sending system call, so one sender per core
 // is what keeps every core busy.
 func (s *scan) sendPasses(ctx context.Context, env scanfleet.ExecEnv) error {
-	n := max(s.p.senders, 1)
+	n := s.p.senders
+	if n <= 0 {
+		n = min(runtime.GOMAXPROCS(0), 64)
+	}
+	n = int(min(int64(n), max(s.p.rate, 1))) // each sender sends at least 1/s
 	rate := max(s.p.rate/int64(n), 1)
 	size := int(min(max(rate/1000, 1), 64))
 	senders := make([]*sender, n)

@@ -17,7 +17,11 @@ const (
 	DefaultRate    = 100_000
 	DefaultRetries = 1
 	DefaultWait    = time.Second
-	DefaultSenders = 1
+	// DefaultSenders is 0: one sending goroutine per CPU the process may
+	// use (GOMAXPROCS). On a veth or loopback the target's answer and the
+	// kernel's reset are handled inside the sender's system call, so one
+	// sender keeps one core busy; on one core this is one sender.
+	DefaultSenders = 0
 	// SourcePorts is how many source ports one scan uses, from
 	// source_port on.
 	SourcePorts = 256
@@ -42,7 +46,7 @@ func TaskType() *scanfleet.TaskType {
 			{Name: "wait", Type: scanfleet.ParamDuration, Default: DefaultWait.String(), Description: "How long to wait for late replies after each pass; the wait ends early once every probe is answered."},
 			{Name: "source_port", Type: scanfleet.ParamInteger, Default: float64(0), Min: ptr[int64](0), Max: ptr[int64](65536 - SourcePorts), Description: "First of the 256 source ports; 0 picks a range outside the kernel's ephemeral ports."},
 			{Name: "send_rst", Type: scanfleet.ParamBoolean, Default: false, Description: "Reset each half-open connection ourselves. The scanning host's kernel already does so unless a firewall drops unsolicited SYN-ACKs."},
-			{Name: "senders", Type: scanfleet.ParamInteger, Default: float64(DefaultSenders), Min: ptr[int64](1), Max: ptr[int64](64), Description: "Sending threads; the rate is shared among them."},
+			{Name: "senders", Type: scanfleet.ParamInteger, Default: float64(DefaultSenders), Min: ptr[int64](0), Max: ptr[int64](64), Description: "Sending threads; the rate is shared among them. 0 is one per CPU."},
 		},
 		Requirements: []scanfleet.Requirement{scanfleet.RequireRawSockets},
 		Timeout:      scanfleet.DefaultTaskTimeout,
