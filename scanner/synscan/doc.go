@@ -19,7 +19,7 @@
 // neighbour table; when it has none, a UDP datagram to a scanned address
 // makes the kernel resolve it). When every target leaves through one
 // Ethernet interface to one next hop, frames go out on an AF_PACKET socket
-// with PACKET_QDISC_BYPASS, in batches of up to 64 per sendmmsg(2);
+// with PACKET_QDISC_BYPASS, in batches of up to 256 per sendmmsg(2);
 // otherwise (several on-link hosts, addresses of this host, interfaces
 // without Ethernet) IP packets go out on a raw IP socket (IPPROTO_RAW) and
 // the kernel routes each. A token bucket holds the rate ("rate", probes per
