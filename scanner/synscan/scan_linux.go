@@ -608,13 +608,17 @@ func (s *scan) sendPasses(ctx context.Context, env scanfleet.ExecEnv) error {
 		if err != nil {
 			return err
 		}
-		s.sendTime += time.Since(began)
+		sending := time.Since(began)
+		s.sendTime += sending
 		sentBefore := s.sent.Load()
 		if err := s.waitReplies(ctx, resets); err != nil {
 			return err
 		}
 		if s.p.retries > 0 {
-			env.Log(fmt.Sprintf("synscan: pass %d: %d probes sent in all, %d of %d answered", pass+1, sentBefore, s.nAnswered.Load(), s.total))
+			// The times tell whether the retries and the waits, not the
+			// sending, make a scan's tail.
+			env.Log(fmt.Sprintf("synscan: pass %d: %d probes sent in all, %d of %d answered; sent in %s, waited %s",
+				pass+1, sentBefore, s.nAnswered.Load(), s.total, sending.Round(time.Millisecond), (time.Since(began) - sending).Round(time.Millisecond)))
 		}
 	}
 	return nil
