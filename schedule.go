@@ -15,7 +15,7 @@ type ScheduleStore interface {
 	// worker: created, requested and started (not queued).
 	ActiveTasks(ctx context.Context) (map[Pool]int, error)
 	// ReleaseQueued moves up to max of pool's queued tasks, oldest first,
-	// to created, for the router to route, and returns them.
+	// to requested, and returns them for the router to dispatch.
 	ReleaseQueued(ctx context.Context, pool Pool, max int, now time.Time) ([]*Task, error)
 	// ScanRunState returns a task of the scan over workspace that is not
 	// done (created, queued, requested or started), or nil, and when the

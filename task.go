@@ -18,7 +18,7 @@ type TaskStatus string
 
 // The task statuses.
 const (
-	TaskCreated   TaskStatus = "created"   // stored, not yet routed
+	TaskCreated   TaskStatus = "created"   // stored, not yet routed (NewTask routes at once: its tasks start requested)
 	TaskQueued    TaskStatus = "queued"    // waiting for capacity
 	TaskRequested TaskStatus = "requested" // handed to a pool, waiting for a worker
 	TaskStarted   TaskStatus = "started"   // a worker holds it and runs it
@@ -297,7 +297,9 @@ type TaskSpec struct {
 	Chunk   Chunk // zero is 1 of 1
 }
 
-// NewTask builds a created task from spec.
+// NewTask builds a task from spec, routed at once: it is requested in its
+// type's pool from the start, so that it costs the store no separate
+// routing write. A caller that stores it over capacity makes it queued.
 func NewTask(spec TaskSpec, now time.Time) (*Task, error) {
 	tt, ws := spec.Type, spec.Workspace
 	t := &Task{
@@ -307,10 +309,11 @@ func NewTask(spec TaskSpec, now time.Time) (*Task, error) {
 		Workspace:   ws.Name,
 		Pool:        tt.Pool(),
 		Site:        spec.Site,
-		Status:      TaskCreated,
+		Status:      TaskRequested,
 		MaxAttempts: DefaultMaxAttempts,
 		Timeout:     spec.Timeout,
 		CreatedAt:   now,
+		RequestedAt: &now,
 		UpdatedAt:   now,
 	}
 	if t.Timeout == 0 {

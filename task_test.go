@@ -186,7 +186,7 @@ func TestNewScanTasks(t *testing.T) {
 				require.Equal(t, ws.Name, task.Workspace)
 				require.Equal(t, tt.pool, task.Pool)
 				require.Equal(t, tt.scan.Site, task.Site)
-				require.Equal(t, TaskCreated, task.Status)
+				require.Equal(t, TaskRequested, task.Status)
 				require.Equal(t, DefaultMaxAttempts, task.MaxAttempts)
 				require.Zero(t, task.Attempts)
 				require.Equal(t, Duration(tt.timeout), task.Timeout)

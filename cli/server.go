@@ -144,8 +144,8 @@ admin API token and prints it once.`,
 		var rt *router.Router
 		var launch *launcher.Launcher
 		var srv *sfhttp.Server
-		wake := func() {
-			rt.Wake()
+		wake := func(tasks []*scanfleet.Task) {
+			rt.Submit(tasks)
 			if launch != nil {
 				launch.Wake()
 			}

@@ -63,9 +63,9 @@ type Config struct {
 	// Launches reports the launcher's attempts and pools for
 	// GET /api/v1/launches. Optional.
 	Launches func() ([]launcher.Attempt, []launcher.PoolState)
-	// TasksCreated is called after a request created tasks, to route them
-	// at once. Optional.
-	TasksCreated func()
+	// TasksCreated is called with the requested tasks a request created,
+	// to dispatch them at once (router.Submit). Optional.
+	TasksCreated func([]*scanfleet.Task)
 }
 
 // WithDefaults returns the config with every zero field set to its default.

@@ -304,7 +304,7 @@ func TestScansAndTasks(t *testing.T) {
 	tasks := r.json(t)["tasks"].([]any)
 	require.Len(t, tasks, 2)
 	task := tasks[0].(map[string]any)
-	require.Equal(t, "created", task["status"])
+	require.Equal(t, "requested", task["status"])
 	input := task["input"].(map[string]any)
 	require.Equal(t, task["id"], input["task_id"])
 	require.Equal(t, map[string]any{"sleep": "0s", "records": float64(3)}, input["args"])
@@ -312,7 +312,7 @@ func TestScansAndTasks(t *testing.T) {
 	r = e.do("GET", "/api/v1/scans/"+id, e.viewer, "", nil)
 	require.NotNil(t, r.json(t)["last_run_at"])
 
-	r = e.do("GET", "/api/v1/tasks?status=created&workspace=beta", e.viewer, "", nil)
+	r = e.do("GET", "/api/v1/tasks?status=requested&workspace=beta", e.viewer, "", nil)
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	items := r.json(t)["items"].([]any)
 	require.Len(t, items, 1)
@@ -450,7 +450,7 @@ func TestSubmitTask(t *testing.T) {
 	require.Equal(t, http.StatusCreated, r.status, "%s", r.body)
 	var task scanfleet.Task
 	require.NoError(t, json.Unmarshal(r.body, &task))
-	require.Equal(t, scanfleet.TaskCreated, task.Status)
+	require.Equal(t, scanfleet.TaskRequested, task.Status)
 	require.Equal(t, scanfleet.Duration(30*time.Second), task.Timeout)
 	var in scanfleet.TaskInput
 	require.NoError(t, json.Unmarshal(task.Input, &in))
@@ -547,7 +547,7 @@ func TestScanHistory(t *testing.T) {
 			require.Equal(t, "one", it.Logs[0].Line)
 		}
 	}
-	r = e.jsonReq("GET", "/api/v1/scans/"+id+"/history?workspace=beta&status=created", e.viewer, nil)
+	r = e.jsonReq("GET", "/api/v1/scans/"+id+"/history?workspace=beta&status=requested", e.viewer, nil)
 	require.Equal(t, http.StatusOK, r.status)
 	require.NoError(t, json.Unmarshal(r.body, &h))
 	require.Len(t, h.Items, 1)

@@ -232,8 +232,8 @@ func (s *Server) handleCreateTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.tasksCreated.Inc()
-	if s.cfg.TasksCreated != nil {
-		s.cfg.TasksCreated()
+	if s.cfg.TasksCreated != nil && t.Status == scanfleet.TaskRequested {
+		s.cfg.TasksCreated([]*scanfleet.Task{t})
 	}
 	writeJSON(w, http.StatusCreated, t)
 }

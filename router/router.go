@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/scanfleet/scanfleet"
@@ -77,6 +78,13 @@ type Router struct {
 	// sent remembers when each requested task was last dispatched again,
 	// so a backlog without workers is not dispatched over and over.
 	sent map[string]time.Time
+	// swept is set once a tick has looked at every requested task: the
+	// first tick after a start dispatches them all again, in case the
+	// process stopped between storing tasks and dispatching them.
+	swept bool
+
+	mu        sync.Mutex
+	submitted []*scanfleet.Task // requested tasks to dispatch at the next tick
 }
 
 // New returns a router over store.
@@ -90,8 +98,25 @@ func New(store Store, cfg Config) (*Router, error) {
 	return r, nil
 }
 
-// Wake makes the router route at once, e.g. after a scan created tasks.
+// Wake makes the router route at once, e.g. after tasks were created
+// without being routed.
 func (r *Router) Wake() { r.loop.Wake() }
+
+// Submit hands the router tasks just stored as requested (NewTask routes
+// at creation, so that no separate routing write is needed): it
+// dispatches them and wakes their pools' workers at once. A submission
+// lost with the process is found again: the first tick after a start
+// dispatches every requested task, and later ticks those that waited past
+// RedispatchAfter.
+func (r *Router) Submit(tasks []*scanfleet.Task) {
+	if len(tasks) == 0 {
+		return
+	}
+	r.mu.Lock()
+	r.submitted = append(r.submitted, tasks...)
+	r.mu.Unlock()
+	r.loop.Wake()
+}
 
 // Start runs the router in the background until Stop.
 func (r *Router) Start(ctx context.Context) error { return r.loop.Start(ctx) }
@@ -99,9 +124,18 @@ func (r *Router) Start(ctx context.Context) error { return r.loop.Start(ctx) }
 // Stop stops the router and waits for its loop to end.
 func (r *Router) Stop() { r.loop.Stop() }
 
-// Tick does one round: expire lapsed leases, route created tasks, and
-// dispatch again requested tasks nobody took. Tests call it directly.
+// Tick does one round: dispatch submitted tasks, expire lapsed leases,
+// route created tasks, and dispatch again requested tasks nobody took.
+// Tests call it directly.
 func (r *Router) Tick(ctx context.Context) error {
+	r.mu.Lock()
+	submitted := r.submitted
+	r.submitted = nil
+	r.mu.Unlock()
+	if err := r.dispatch(ctx, submitted); err != nil {
+		// They stay requested: redispatch sends them later.
+		r.cfg.Logger.Warn("dispatch submitted tasks", slog.Int("tasks", len(submitted)), slog.Any("err", err))
+	}
 	now := r.cfg.Now()
 	requeued, err := r.store.ExpireLeases(ctx, now)
 	if err != nil {
@@ -154,14 +188,18 @@ func (r *Router) redispatch(ctx context.Context, now time.Time) error {
 		if t.RequestedAt != nil && t.RequestedAt.After(last) {
 			last = *t.RequestedAt
 		}
-		if now.Sub(last) > r.cfg.RedispatchAfter {
+		if !r.swept || now.Sub(last) > r.cfg.RedispatchAfter {
 			stale = append(stale, t)
 			last = now
 		}
 		seen[t.ID] = last
 	}
 	r.sent = seen // forget tasks that are no longer requested
-	return r.dispatch(ctx, stale)
+	if err := r.dispatch(ctx, stale); err != nil {
+		return err
+	}
+	r.swept = true
+	return nil
 }
 
 func (r *Router) dispatch(ctx context.Context, tasks []*scanfleet.Task) error {

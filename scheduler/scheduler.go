@@ -41,9 +41,9 @@ type Config struct {
 	MaxActive map[scanfleet.Pool]int
 	// MaxActiveTotal bounds them over all pools; 0 is unbounded.
 	MaxActiveTotal int
-	// TasksCreated is called after a tick created or released tasks, to
-	// route them at once. Optional.
-	TasksCreated func()
+	// TasksCreated is called with the requested tasks a tick created or
+	// released, to dispatch them at once (router.Submit). Optional.
+	TasksCreated func([]*scanfleet.Task)
 	// HTTPClient sends webhook deliveries. Default: a client with a 10 s
 	// timeout.
 	HTTPClient *http.Client
@@ -175,20 +175,12 @@ func (s *Scheduler) Tick(ctx context.Context) error {
 	if err := s.detectEvents(ctx, now); err != nil {
 		errs = append(errs, fmt.Errorf("webhook events: %w", err))
 	}
-	created := 0
-	n, err := s.release(ctx, now)
-	created += n
+	released, err := s.release(ctx, now)
+	s.submit(released)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("release queued tasks: %w", err))
-	} else {
-		n, err = s.startDue(ctx, now)
-		created += n
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if created > 0 && s.cfg.TasksCreated != nil {
-		s.cfg.TasksCreated()
+	} else if err := s.startDue(ctx, now); err != nil {
+		errs = append(errs, err)
 	}
 	if err := s.deliver(ctx, now); err != nil {
 		errs = append(errs, fmt.Errorf("webhook deliveries: %w", err))
@@ -248,14 +240,14 @@ func (r *room) free(p scanfleet.Pool) int {
 	return min(n, r.total)
 }
 
-// release moves queued tasks to created while their pools have room,
-// oldest first.
-func (s *Scheduler) release(ctx context.Context, now time.Time) (int, error) {
+// release moves queued tasks to requested while their pools have room,
+// oldest first, and returns them.
+func (s *Scheduler) release(ctx context.Context, now time.Time) ([]*scanfleet.Task, error) {
 	r, err := s.room(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var released []*scanfleet.Task
 	for _, p := range []scanfleet.Pool{scanfleet.PoolBaremetal, scanfleet.PoolInternal, scanfleet.PoolExternal} {
 		free := r.free(p)
 		if free == 0 {
@@ -266,25 +258,41 @@ func (s *Scheduler) release(ctx context.Context, now time.Time) (int, error) {
 		}
 		tasks, err := s.store.ReleaseQueued(ctx, p, free, now)
 		if err != nil {
-			return n, err
+			return released, err
 		}
 		for range tasks {
 			r.take(p)
 		}
-		n += len(tasks)
+		released = append(released, tasks...)
 	}
-	return n, nil
+	return released, nil
 }
 
-// startDue starts the runs that are due.
-func (s *Scheduler) startDue(ctx context.Context, now time.Time) (int, error) {
+// submit hands the requested ones of tasks to TasksCreated.
+func (s *Scheduler) submit(tasks []*scanfleet.Task) {
+	if s.cfg.TasksCreated == nil {
+		return
+	}
+	var requested []*scanfleet.Task
+	for _, t := range tasks {
+		if t.Status == scanfleet.TaskRequested {
+			requested = append(requested, t)
+		}
+	}
+	if len(requested) > 0 {
+		s.cfg.TasksCreated(requested)
+	}
+}
+
+// startDue starts the runs that are due and submits their tasks.
+func (s *Scheduler) startDue(ctx context.Context, now time.Time) error {
 	enabled := true
 	var scans []*scanfleet.Scan
 	cursor := ""
 	for {
 		page, next, err := s.store.ListScans(ctx, scanfleet.ScanFilter{Enabled: &enabled, Page: scanfleet.Page{Limit: scanfleet.MaxPageLimit, Cursor: cursor}})
 		if err != nil {
-			return 0, fmt.Errorf("list scans: %w", err)
+			return fmt.Errorf("list scans: %w", err)
 		}
 		scans = append(scans, page...)
 		if next == "" {
@@ -294,20 +302,19 @@ func (s *Scheduler) startDue(ctx context.Context, now time.Time) (int, error) {
 	}
 	states, err := s.store.RunStates(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("run states: %w", err)
+		return fmt.Errorf("run states: %w", err)
 	}
 	p := &pass{states: states}
-	created := 0
 	var errs []error
 	for _, scan := range scans {
 		tasks, _, err := s.launch(ctx, scan, now, false, p)
-		created += len(tasks)
+		s.submit(tasks)
 		if err != nil {
 			// One scan's trouble never blocks the others (Crossfeed #2596).
 			errs = append(errs, fmt.Errorf("scan %s (%s): %w", scan.Name, scan.ID, err))
 		}
 	}
-	return created, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // RunNow starts a run of the scan at once over its workspaces that have
@@ -321,9 +328,7 @@ func (s *Scheduler) RunNow(ctx context.Context, scanID string) (created, inFligh
 		return nil, nil, err
 	}
 	created, inFlight, err = s.launch(ctx, scan, s.cfg.Now(), true, nil)
-	if len(created) > 0 && s.cfg.TasksCreated != nil {
-		s.cfg.TasksCreated()
-	}
+	s.submit(created)
 	return created, inFlight, err
 }
 
@@ -419,7 +424,7 @@ func (s *Scheduler) launch(ctx context.Context, scan *scanfleet.Scan, now time.T
 	queued := 0
 	for _, t := range tasks {
 		if !r.take(t.Pool) {
-			t.Status, t.QueuedAt = scanfleet.TaskQueued, &now
+			t.Status, t.QueuedAt, t.RequestedAt = scanfleet.TaskQueued, &now, nil
 			queued++
 		}
 	}

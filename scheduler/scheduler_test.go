@@ -139,7 +139,7 @@ func TestFrequency(t *testing.T) {
 	require.Len(t, r.tasks(sc.ID), 2)
 	r.clock.Add(31 * time.Minute)
 	require.NoError(t, s.Tick(ctx))
-	require.Len(t, r.tasks(sc.ID, scanfleet.TaskCreated), 2)
+	require.Len(t, r.tasks(sc.ID, scanfleet.TaskRequested), 2)
 }
 
 func TestManualRunNeverDuplicates(t *testing.T) {
@@ -211,7 +211,7 @@ func TestChunksAndCapacity(t *testing.T) {
 	created, _, err := s.RunNow(ctx, sc.ID)
 	require.NoError(t, err)
 	require.Len(t, created, 4)
-	active := r.tasks(sc.ID, scanfleet.TaskCreated)
+	active := r.tasks(sc.ID, scanfleet.TaskRequested)
 	queued := r.tasks(sc.ID, scanfleet.TaskQueued)
 	require.Len(t, active, 2)
 	require.Len(t, queued, 2)
@@ -228,6 +228,10 @@ func TestChunksAndCapacity(t *testing.T) {
 	left := r.tasks(sc.ID, scanfleet.TaskQueued)
 	require.Len(t, left, 1)
 	require.Equal(t, queued[0].ID, left[0].ID, "ListTasks is newest first: the older one was released")
+	released, err := r.store.FindTask(ctx, queued[1].ID)
+	require.NoError(t, err)
+	require.Equal(t, scanfleet.TaskRequested, released.Status, "released straight to its pool")
+	require.NotNil(t, released.RequestedAt)
 }
 
 func TestOneLeader(t *testing.T) {
@@ -263,7 +267,7 @@ func TestLoop(t *testing.T) {
 	r := newRig(t)
 	created := make(chan struct{}, 10)
 	s, err := scheduler.New(r.store, r.reg, scheduler.Config{Interval: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-		TasksCreated: func() { created <- struct{}{} }})
+		TasksCreated: func([]*scanfleet.Task) { created <- struct{}{} }})
 	require.NoError(t, err)
 	sc := r.scan(&scanfleet.Scan{Name: "manual"})
 	require.NoError(t, s.Start(context.Background()))

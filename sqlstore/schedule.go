@@ -49,11 +49,11 @@ func (db *DB) ReleaseQueued(ctx context.Context, pool scanfleet.Pool, max int, n
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		args := []any{micros(now)}
+		args := []any{micros(now), micros(now)}
 		for _, id := range ids {
 			args = append(args, id)
 		}
-		rows, err = db.query(ctx, tx, "UPDATE tasks SET status = 'created', updated_at = ? WHERE status = 'queued' AND id IN ("+
+		rows, err = db.query(ctx, tx, "UPDATE tasks SET status = 'requested', requested_at = ?, updated_at = ? WHERE status = 'queued' AND id IN ("+
 			placeholders(len(ids))+") RETURNING "+taskColumns, args...)
 		out, err = scanAll(rows, err, scanTask)
 		return err

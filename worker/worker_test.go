@@ -86,7 +86,7 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	reg, err := scanfleet.NewRegistry(scanfleet.NoopTaskType(), rawTask(), attacksurface.TaskType(), artifactExecutor{}.TaskType(), scopeExecutor{}.TaskType())
 	require.NoError(t, err)
 	r := &rig{t: t, store: store, lease: lease, transport: transport}
-	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func() { r.router.Wake() }}
+	hcfg := sfhttp.Config{Addr: "127.0.0.1:0", Lease: lease, TasksCreated: func(tasks []*scanfleet.Task) { r.router.Submit(tasks) }}
 	rcfg := router.Config{Interval: 50 * time.Millisecond}
 	var nc *nats.Conn
 	switch transport {

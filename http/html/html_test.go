@@ -153,7 +153,7 @@ func TestViewerChangesNothing(t *testing.T) {
 	require.Nil(t, got.LastRunAt)
 	tk, err := e.store.FindTask(ctx, task.ID)
 	require.NoError(t, err)
-	require.Equal(t, scanfleet.TaskCreated, tk.Status)
+	require.Equal(t, scanfleet.TaskRequested, tk.Status)
 	wss, _, err := e.store.ListWorkspaces(ctx, scanfleet.Page{})
 	require.NoError(t, err)
 	require.Len(t, wss, 1)

@@ -1,0 +1,111 @@
+package router_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/router"
+	"github.com/scanfleet/scanfleet/sqlite"
+)
+
+// recorder is a Dispatcher that remembers what it was given.
+type recorder struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (d *recorder) Dispatch(_ context.Context, tasks []*scanfleet.Task) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range tasks {
+		d.ids = append(d.ids, t.ID)
+	}
+	return nil
+}
+
+func (d *recorder) take() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ids := d.ids
+	d.ids = nil
+	slices.Sort(ids)
+	return ids
+}
+
+func newTasks(t *testing.T, store scanfleet.Store, n int) ([]*scanfleet.Task, []string) {
+	t.Helper()
+	ws := &scanfleet.Workspace{Name: "acme", Scope: scanfleet.Scope{Include: []string{"10.0.0.0/24"}, Exclude: []string{}}}
+	if _, err := store.FindWorkspace(t.Context(), "acme"); err != nil {
+		require.NoError(t, store.CreateWorkspace(t.Context(), ws))
+	}
+	var tasks []*scanfleet.Task
+	var ids []string
+	for range n {
+		tk, err := scanfleet.NewTask(scanfleet.TaskSpec{Type: scanfleet.NoopTaskType(), Workspace: ws}, time.Now())
+		require.NoError(t, err)
+		tasks = append(tasks, tk)
+		ids = append(ids, tk.ID)
+	}
+	require.NoError(t, store.CreateTasks(t.Context(), tasks))
+	slices.Sort(ids)
+	return tasks, ids
+}
+
+// Tasks are stored requested (NewTask routes them) and submitted: the next
+// tick dispatches them and wakes their pool, and no routing write is made.
+// Tasks stored but never submitted (the process stopped in between) are
+// dispatched by the first tick of the next router; later ticks leave them
+// alone until RedispatchAfter.
+func TestSubmitAndRecover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
+	require.NoError(t, err)
+	defer store.Close()
+	var woken []scanfleet.Pool
+	d := &recorder{}
+	cfg := router.Config{Dispatcher: d, Logger: slog.New(slog.DiscardHandler),
+		Notify: func(p scanfleet.Pool) { woken = append(woken, p) }}
+	r, err := router.New(store, cfg)
+	require.NoError(t, err)
+
+	tasks, ids := newTasks(t, store, 3)
+	require.Equal(t, scanfleet.TaskRequested, tasks[0].Status)
+	require.NotNil(t, tasks[0].RequestedAt)
+	require.NoError(t, r.Tick(ctx)) // first tick: the sweep finds them (nothing was submitted)
+	require.Equal(t, ids, d.take())
+	require.NoError(t, r.Tick(ctx))
+	require.Empty(t, d.take(), "dispatched once, not at every tick")
+
+	tasks, ids = newTasks(t, store, 2)
+	woken = nil
+	r.Submit(tasks)
+	require.NoError(t, r.Tick(ctx))
+	require.Equal(t, ids, d.take())
+	require.Equal(t, []scanfleet.Pool{scanfleet.PoolExternal}, woken)
+	for _, id := range ids {
+		got, err := store.FindTask(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, scanfleet.TaskRequested, got.Status)
+	}
+
+	// A restart: the new router's first tick dispatches every requested
+	// task again, including any whose submission was lost.
+	_, lostIDs := newTasks(t, store, 1)
+	r2, err := router.New(store, cfg)
+	require.NoError(t, err)
+	require.NoError(t, r2.Tick(ctx))
+	got := d.take()
+	require.Contains(t, got, lostIDs[0])
+	require.Len(t, got, 6)
+	require.NoError(t, r2.Tick(ctx))
+	require.Empty(t, d.take())
+}
