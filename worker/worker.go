@@ -23,7 +23,8 @@ type Config struct {
 	Source Source
 	// Executors run the task types this worker knows.
 	Executors []scanfleet.Executor
-	// Concurrency is how many tasks run at once. Default 4.
+	// Concurrency is how many tasks run at once. Default 4. As many more
+	// ended runs may wait for their outcome to reach the server.
 	Concurrency int
 	// IdleTimeout makes Run return after this long without a task; zero
 	// means never.
@@ -97,6 +98,7 @@ type Worker struct {
 	done      chan *taskRun     // runs that ended
 	freed     chan struct{}     // a run ended: a slot is free
 	reports   chan report       // outcomes for the reporter
+	reporting chan struct{}     // a token per ended run whose outcome is on its way
 	revoked   chan struct{}     // closed when the server refused the credential
 	revokeOne sync.Once
 }
@@ -122,7 +124,8 @@ func New(cfg Config) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, executors: map[string]scanfleet.Executor{}, running: map[*taskRun]bool{},
 		log: cfg.Logger.With(slog.String("worker", cfg.WorkerID)), done: make(chan *taskRun, cfg.Concurrency),
-		freed: make(chan struct{}, 1), reports: make(chan report, cfg.Concurrency), revoked: make(chan struct{})}
+		freed: make(chan struct{}, 1), reports: make(chan report, cfg.Concurrency), revoked: make(chan struct{}),
+		reporting: make(chan struct{}, cfg.Concurrency)}
 	for _, e := range cfg.Executors {
 		w.executors[e.TaskType().Name] = e
 	}
@@ -258,11 +261,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				w.execute(bg, r)
-				w.done <- r
-				select {
-				case w.freed <- struct{}{}:
-				default:
-				}
+				r.free()
 			}()
 		}
 	}
@@ -438,11 +437,19 @@ type taskRun struct {
 	a      Assignment
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	free   func() // gives the run's slot to the next task; once
 }
 
 func (w *Worker) start(bg context.Context, a Assignment) *taskRun {
 	ctx, cancel := context.WithCancelCause(bg)
 	r := &taskRun{id: a.TaskID, a: a, ctx: ctx, cancel: cancel}
+	r.free = sync.OnceFunc(func() {
+		w.done <- r
+		select {
+		case w.freed <- struct{}{}:
+		default:
+		}
+	})
 	w.mu.Lock()
 	w.running[r] = true
 	w.mu.Unlock()
@@ -489,6 +496,13 @@ func (w *Worker) execute(bg context.Context, r *taskRun) {
 	if p := env.progress(); p != (scanfleet.Progress{}) {
 		o.Progress = &p // where it ended
 	}
+	// The run is over: its slot goes to the next task while the outcome is
+	// on its way, so that a slow report does not idle the slots. Up to
+	// Concurrency outcomes wait so; past that a run keeps its slot until
+	// one is through, which holds the worker back when the server is slow.
+	w.reporting <- struct{}{}
+	defer func() { <-w.reporting }()
+	r.free()
 	if err := w.report(bg, t.ID, o); err != nil {
 		log.Error("report outcome", slog.Any("err", err))
 		return // not acked: the lease lapses and the task is retried
