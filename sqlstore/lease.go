@@ -121,13 +121,31 @@ func (db *DB) ClaimNext(ctx context.Context, f scanfleet.ClaimFilter, workerID s
 	// more, so one poll would take far more than n tasks.
 	query := "WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'requested' AND pool = ? AND site IN ('', ?) " +
 		"AND type IN (" + placeholders(len(f.Types)) + ") ORDER BY id LIMIT ?" + db.dialect.SkipLocked + ") " +
-		"UPDATE tasks SET " + claimSet + " WHERE status = 'requested' AND id IN (SELECT id FROM picked) RETURNING " + taskColumns
-	out, err := scanTasks(db.query(ctx, db.write, query, args...))
+		"UPDATE tasks SET " + claimSet + " WHERE status = 'requested' AND id IN (SELECT id FROM picked) RETURNING id"
+	out, err := db.claimed(ctx, query, args)
 	if err != nil {
 		return nil, fmt.Errorf("claim next: %w", err)
 	}
-	// RETURNING has no order.
-	slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// claimed runs query, a claim that returns the ids it started, and reads
+// those tasks whole, in id order, from the read pool: the one writer is
+// the bottleneck of a busy server, and reading every column of the rows
+// it changed would hold it about as long again.
+func (db *DB) claimed(ctx context.Context, query string, args []any) ([]*scanfleet.Task, error) {
+	rows, err := db.query(ctx, db.write, query, args...)
+	ids, err := scanAll(rows, err, func(r rowScanner) (any, error) {
+		var id string
+		return id, r.Scan(&id)
+	})
+	if err != nil || len(ids) == 0 {
+		return []*scanfleet.Task{}, err
+	}
+	out, err := scanTasks(db.query(ctx, db.read, "SELECT "+taskColumns+" FROM tasks WHERE id IN ("+placeholders(len(ids))+") ORDER BY id", ids...))
+	if err != nil {
+		return nil, fmt.Errorf("read claimed tasks: %w", err)
+	}
 	return out, nil
 }
 
@@ -501,11 +519,10 @@ func (db *DB) ClaimTasks(ctx context.Context, ids []string, f scanfleet.ClaimFil
 		args = append(args, typ)
 	}
 	query := "UPDATE tasks SET " + claimSet + " WHERE id IN (" + placeholders(len(ids)) + ") AND status = 'requested' " +
-		"AND pool = ? AND site IN ('', ?) AND type IN (" + placeholders(len(f.Types)) + ") RETURNING " + taskColumns
-	out, err := scanTasks(db.query(ctx, db.write, query, args...))
+		"AND pool = ? AND site IN ('', ?) AND type IN (" + placeholders(len(f.Types)) + ") RETURNING id"
+	out, err := db.claimed(ctx, query, args)
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", err)
 	}
-	slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
