@@ -75,12 +75,18 @@ type Router struct {
 	cfg   Config
 	store Store
 	loop  *loop.Loop
-	// sent remembers when each requested task was last dispatched again,
-	// so a backlog without workers is not dispatched over and over.
-	sent map[string]time.Time
-	// swept is set once a tick has looked at every requested task: the
-	// first tick after a start dispatches them all again, in case the
-	// process stopped between storing tasks and dispatching them.
+	// The requested tasks are looked at a page per tick, newest first,
+	// round and round: cursor is where the next page starts. sent
+	// remembers when each requested task was last dispatched (or seen
+	// dispatched), so a backlog without workers is not dispatched over
+	// and over; it holds what the last full round saw, and seen what this
+	// round has seen so far.
+	cursor string
+	sent   map[string]time.Time
+	seen   map[string]time.Time
+	// swept is set once a round has looked at every requested task: the
+	// first round after a start dispatches them all, in one tick, in case
+	// the process stopped between storing tasks and dispatching them.
 	swept bool
 
 	mu        sync.Mutex
@@ -93,7 +99,7 @@ func New(store Store, cfg Config) (*Router, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("router config: %w", err)
 	}
-	r := &Router{cfg: cfg, store: store, sent: map[string]time.Time{}}
+	r := &Router{cfg: cfg, store: store, sent: map[string]time.Time{}, seen: map[string]time.Time{}}
 	r.loop = loop.New("router", cfg.Interval, r.Tick, cfg.Logger)
 	return r, nil
 }
@@ -133,8 +139,14 @@ func (r *Router) Tick(ctx context.Context) error {
 	r.submitted = nil
 	r.mu.Unlock()
 	if err := r.dispatch(ctx, submitted); err != nil {
-		// They stay requested: redispatch sends them later.
+		// They stay requested: they are tried again at the next tick, and
+		// past maxPending left to redispatch.
 		r.cfg.Logger.Warn("dispatch submitted tasks", slog.Int("tasks", len(submitted)), slog.Any("err", err))
+		r.mu.Lock()
+		if len(r.submitted)+len(submitted) <= maxPending {
+			r.submitted = append(submitted, r.submitted...)
+		}
+		r.mu.Unlock()
 	}
 	now := r.cfg.Now()
 	requeued, err := r.store.ExpireLeases(ctx, now)
@@ -169,37 +181,53 @@ func (r *Router) routeCreated(ctx context.Context) (int, error) {
 	return len(routed), r.dispatch(ctx, routed)
 }
 
+// maxPending bounds the submitted tasks kept for the next tick when their
+// dispatch failed; past it they are left to redispatch.
+const maxPending = 100_000
+
 // redispatch sends again requested tasks that waited too long: their
-// dispatch may have been lost between the store and the queue.
+// dispatch may have been lost between the store and the queue. It looks
+// at one page of them per tick, and at all of them in the first round.
 func (r *Router) redispatch(ctx context.Context, now time.Time) error {
 	if r.cfg.Dispatcher == nil {
 		return nil
 	}
-	tasks, _, err := r.store.ListTasks(ctx, scanfleet.TaskFilter{
-		Status: []scanfleet.TaskStatus{scanfleet.TaskRequested}, Page: scanfleet.Page{Limit: r.cfg.Batch},
-	})
-	if err != nil {
-		return fmt.Errorf("list requested tasks: %w", err)
-	}
-	var stale []*scanfleet.Task
-	seen := make(map[string]time.Time, len(tasks))
-	for _, t := range tasks {
-		last := r.sent[t.ID]
-		if t.RequestedAt != nil && t.RequestedAt.After(last) {
-			last = *t.RequestedAt
+	for {
+		tasks, next, err := r.store.ListTasks(ctx, scanfleet.TaskFilter{
+			Status: []scanfleet.TaskStatus{scanfleet.TaskRequested}, Page: scanfleet.Page{Limit: r.cfg.Batch, Cursor: r.cursor},
+		})
+		if err != nil {
+			return fmt.Errorf("list requested tasks: %w", err)
 		}
-		if !r.swept || now.Sub(last) > r.cfg.RedispatchAfter {
-			stale = append(stale, t)
-			last = now
+		var stale []*scanfleet.Task
+		for _, t := range tasks {
+			last := r.sent[t.ID]
+			if s := r.seen[t.ID]; s.After(last) {
+				last = s
+			}
+			if t.RequestedAt != nil && t.RequestedAt.After(last) {
+				last = *t.RequestedAt
+			}
+			if !r.swept || now.Sub(last) > r.cfg.RedispatchAfter {
+				stale = append(stale, t)
+				last = now
+			}
+			r.seen[t.ID] = last
 		}
-		seen[t.ID] = last
+		if err := r.dispatch(ctx, stale); err != nil {
+			return err
+		}
+		r.cursor = next
+		if next == "" {
+			// A round is over: forget tasks that are no longer requested.
+			r.sent, r.seen = r.seen, map[string]time.Time{}
+			r.swept = true
+			return nil
+		}
+		if r.swept {
+			return nil
+		}
 	}
-	r.sent = seen // forget tasks that are no longer requested
-	if err := r.dispatch(ctx, stale); err != nil {
-		return err
-	}
-	r.swept = true
-	return nil
 }
 
 func (r *Router) dispatch(ctx context.Context, tasks []*scanfleet.Task) error {

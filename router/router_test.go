@@ -72,12 +72,15 @@ func TestSubmitAndRecover(t *testing.T) {
 	defer store.Close()
 	var woken []scanfleet.Pool
 	d := &recorder{}
-	cfg := router.Config{Dispatcher: d, Logger: slog.New(slog.DiscardHandler),
-		Notify: func(p scanfleet.Pool) { woken = append(woken, p) }}
+	now := time.Now()
+	// Pages of 4: the first round after a start must see past the first
+	// page, and later rounds go round a page per tick.
+	cfg := router.Config{Dispatcher: d, Logger: slog.New(slog.DiscardHandler), Batch: 4,
+		Notify: func(p scanfleet.Pool) { woken = append(woken, p) }, Now: func() time.Time { return now }}
 	r, err := router.New(store, cfg)
 	require.NoError(t, err)
 
-	tasks, ids := newTasks(t, store, 3)
+	tasks, ids := newTasks(t, store, 10)
 	require.Equal(t, scanfleet.TaskRequested, tasks[0].Status)
 	require.NotNil(t, tasks[0].RequestedAt)
 	require.NoError(t, r.Tick(ctx)) // first tick: the sweep finds them (nothing was submitted)
@@ -105,7 +108,19 @@ func TestSubmitAndRecover(t *testing.T) {
 	require.NoError(t, r2.Tick(ctx))
 	got := d.take()
 	require.Contains(t, got, lostIDs[0])
-	require.Len(t, got, 6)
+	require.Len(t, got, 13)
 	require.NoError(t, r2.Tick(ctx))
 	require.Empty(t, d.take())
+
+	// Nobody took them: after RedispatchAfter each is dispatched again,
+	// a page per tick, once.
+	now = now.Add(3 * time.Minute)
+	var again []string
+	for range 5 {
+		require.NoError(t, r2.Tick(ctx))
+		again = append(again, d.take()...)
+	}
+	slices.Sort(again)
+	require.Len(t, again, 13)
+	require.Equal(t, slices.Compact(slices.Clone(again)), again, "each once")
 }
