@@ -121,20 +121,30 @@ func (db *DB) ClaimNext(ctx context.Context, f scanfleet.ClaimFilter, workerID s
 	// more, so one poll would take far more than n tasks.
 	query := "WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'requested' AND pool = ? AND site IN ('', ?) " +
 		"AND type IN (" + placeholders(len(f.Types)) + ") ORDER BY id LIMIT ?" + db.dialect.SkipLocked + ") " +
-		"UPDATE tasks SET " + claimSet + " WHERE status = 'requested' AND id IN (SELECT id FROM picked) RETURNING id"
-	out, err := db.claimed(ctx, query, args)
+		"UPDATE tasks SET " + claimSet + " WHERE status = 'requested' AND id IN (SELECT id FROM picked)"
+	out, err := db.claimed(ctx, workerID, query, args)
 	if err != nil {
 		return nil, fmt.Errorf("claim next: %w", err)
 	}
 	return out, nil
 }
 
-// claimed runs query, a claim that returns the ids it started, and reads
-// those tasks whole, in id order, from the read pool: the one writer is
-// the bottleneck of a busy server, and reading every column of the rows
-// it changed would hold it about as long again.
-func (db *DB) claimed(ctx context.Context, query string, args []any) ([]*scanfleet.Task, error) {
-	rows, err := db.query(ctx, db.write, query, args...)
+// claimed runs query, a claim of tasks for workerID (an UPDATE without
+// RETURNING), and returns the tasks it started, in id order. Where reads
+// have a pool of their own (SQLite), the claim returns only ids and the
+// rows are read whole from the read pool: the one writer is the
+// bottleneck of a busy server, and reading every column of the rows it
+// changed would hold it about as long again. The claim is committed by
+// then, so the read is not cut by ctx, and tasks it cannot read are handed
+// back rather than left to a worker that never hears of them.
+func (db *DB) claimed(ctx context.Context, workerID, query string, args []any) ([]*scanfleet.Task, error) {
+	if db.read == db.write {
+		out, err := scanTasks(db.query(ctx, db.write, query+" RETURNING "+taskColumns, args...))
+		// RETURNING has no order.
+		slices.SortFunc(out, func(a, b *scanfleet.Task) int { return strings.Compare(a.ID, b.ID) })
+		return out, err
+	}
+	rows, err := db.query(ctx, db.write, query+" RETURNING id", args...)
 	ids, err := scanAll(rows, err, func(r rowScanner) (any, error) {
 		var id string
 		return id, r.Scan(&id)
@@ -142,8 +152,21 @@ func (db *DB) claimed(ctx context.Context, query string, args []any) ([]*scanfle
 	if err != nil || len(ids) == 0 {
 		return []*scanfleet.Task{}, err
 	}
-	out, err := scanTasks(db.query(ctx, db.read, "SELECT "+taskColumns+" FROM tasks WHERE id IN ("+placeholders(len(ids))+") ORDER BY id", ids...))
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	out, err := scanTasks(db.query(rctx, db.read, "SELECT "+taskColumns+" FROM tasks WHERE id IN ("+placeholders(len(ids))+") ORDER BY id", ids...))
+	if err == nil && len(out) != len(ids) {
+		err = fmt.Errorf("%d of %d claimed tasks are gone", len(ids)-len(out), len(ids))
+	}
 	if err != nil {
+		msg := "handed back: the claimed task could not be read"
+		back := make([]scanfleet.Outcome, len(ids))
+		for i, id := range ids {
+			back[i] = scanfleet.Outcome{TaskID: id.(string), Change: scanfleet.TaskChange{Status: scanfleet.TaskRequested, Error: &msg}}
+		}
+		if _, _, herr := db.FinishTasks(rctx, workerID, back, db.now()); herr != nil {
+			err = errors.Join(err, fmt.Errorf("hand back: %w", herr))
+		}
 		return nil, fmt.Errorf("read claimed tasks: %w", err)
 	}
 	return out, nil
@@ -519,8 +542,8 @@ func (db *DB) ClaimTasks(ctx context.Context, ids []string, f scanfleet.ClaimFil
 		args = append(args, typ)
 	}
 	query := "UPDATE tasks SET " + claimSet + " WHERE id IN (" + placeholders(len(ids)) + ") AND status = 'requested' " +
-		"AND pool = ? AND site IN ('', ?) AND type IN (" + placeholders(len(f.Types)) + ") RETURNING id"
-	out, err := db.claimed(ctx, query, args)
+		"AND pool = ? AND site IN ('', ?) AND type IN (" + placeholders(len(f.Types)) + ")"
+	out, err := db.claimed(ctx, workerID, query, args)
 	if err != nil {
 		return nil, fmt.Errorf("claim tasks: %w", err)
 	}
