@@ -33,7 +33,7 @@ var TaskStatuses = []TaskStatus{TaskCreated, TaskQueued, TaskRequested, TaskStar
 // taskTransitions lists, for each status, the statuses a task may move to.
 // A started task goes back to requested when its lease lapses and it is
 // retried; a requested task goes back to queued when its pool is full; a
-// queued task is released to created, to be routed, when its pool has room.
+// queued task is released to requested when its pool has room.
 var taskTransitions = map[TaskStatus][]TaskStatus{
 	TaskCreated:   {TaskQueued, TaskRequested, TaskCancelled, TaskFailed},
 	TaskQueued:    {TaskCreated, TaskRequested, TaskCancelled, TaskFailed},

@@ -54,6 +54,21 @@ type rig struct {
 	router    *router.Router
 	admin     string
 	lease     time.Duration
+	// slowFinish delays the workers' outcome reports by this much.
+	slowFinish time.Duration
+}
+
+// delayFinish is an http.RoundTripper that holds outcome reports back.
+type delayFinish struct {
+	next  http.RoundTripper
+	delay time.Duration
+}
+
+func (d delayFinish) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/worker/finish") {
+		time.Sleep(d.delay)
+	}
+	return d.next.RoundTrip(req)
 }
 
 // transports are the ways tasks reach workers; the conformance tests run
@@ -245,6 +260,9 @@ func (r *rig) enrol(pool scanfleet.Pool, caps ...scanfleet.Requirement) ident {
 func (r *rig) start(cfg worker.Config) (stop func()) {
 	r.t.Helper()
 	w := r.enrol(scanfleet.PoolExternal)
+	if r.slowFinish > 0 {
+		w.Client.HTTP.Transport = delayFinish{next: w.Client.HTTP.Transport, delay: r.slowFinish}
+	}
 	cfg.Client, cfg.WorkerID = w.Client, w.id
 	cfg.Source = r.source(w)
 	if cfg.Executors == nil {
@@ -843,4 +861,25 @@ func TestReplacedPollEnds(t *testing.T) {
 		t.Fatal("the newer poll ended first: the older one kept waking it")
 	}
 	require.Zero(t, <-newer)
+}
+
+// A run's slot frees when its executor ends, not when the server has
+// stored its outcome: with one slot and outcome reports held back a
+// second, the second task starts before the first is stored finished.
+func TestSlotFreesBeforeReport(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, 10*time.Second, tr)
+		r.slowFinish = time.Second
+		r.start(worker.Config{Concurrency: 1})
+		first := r.run(map[string]any{}, "")
+		second := r.run(map[string]any{}, "")
+		a := r.wait(first.ID, 20*time.Second, is(scanfleet.TaskFinished))
+		b := r.wait(second.ID, 20*time.Second, is(scanfleet.TaskFinished))
+		if b.StartedAt.Before(*a.StartedAt) {
+			a, b = b, a // the worker may have taken them in either order
+		}
+		require.True(t, b.StartedAt.Before(*a.FinishedAt),
+			"the second task started at %s, after the first was stored finished at %s", b.StartedAt, a.FinishedAt)
+	})
 }
