@@ -56,7 +56,7 @@ func TaskType() *scanfleet.TaskType {
 		Description: "Captures packets on an interface of the worker into a pcap file, with a tcpdump-style filter limited to the workspace's addresses.",
 		Params: []scanfleet.Param{
 			{Name: "interface", Type: scanfleet.ParamString, Mandatory: true, Description: "Interface to capture on, such as eth0."},
-			{Name: "filter", Type: scanfleet.ParamString, Description: "Filter in tcpdump's syntax, restricted to host, net, port, portrange, ip, ip6, arp, tcp, udp, sctp, icmp, icmp6, not, and, or and parentheses."},
+			{Name: "filter", Type: scanfleet.ParamString, Description: "Filter in tcpdump's syntax, restricted to host, net, port, portrange, ip, ip6, arp, tcp, udp, sctp, icmp, icmp6, greater, less, comparisons on packet bytes and lengths (tcp[tcpflags] & tcp-syn != 0, ip[8] < 64, len > 1000), not, and, or and parentheses."},
 			{Name: "bpf", Type: scanfleet.ParamString, Description: "Instead of filter: a classic BPF program as `tcpdump -ddd` prints it."},
 			{Name: "count", Type: scanfleet.ParamInteger, Default: float64(0), Min: ptr[int64](0), Description: "Stop after this many packets; 0 for no limit."},
 			{Name: "max_bytes", Type: scanfleet.ParamInteger, Default: float64(DefaultMaxBytes), Min: ptr[int64](1024), Max: ptr[int64](scanfleet.MaxArtifactSize), Description: "Stop before the pcap file grows larger than this."},

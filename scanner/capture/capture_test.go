@@ -251,6 +251,34 @@ func TestCaptureTCPHandshake(t *testing.T) {
 	require.Equal(t, "tcp port 9000", r.env.Results()["filter"])
 }
 
+func TestCaptureTCPFlags(t *testing.T) {
+	t.Parallel()
+	netnstest.Require(t)
+	p := newPair(t)
+	// Only segments with SYN set: the second connection's SYN comes
+	// right after the first's SYN-ACK, past its ACK and data.
+	r := start(t, p, &scanfleet.TaskInput{
+		Targets: []string{thereIP},
+		Args:    map[string]any{"filter": "tcp[tcpflags] & tcp-syn != 0", "count": float64(3)},
+	})
+	p.udp(t, thereIP+":9001", "noise")
+	p.tcp(t, "first")
+	p.tcp(t, "second")
+	require.NoError(t, r.wait(t))
+	pkts := r.packets(t)
+	require.Len(t, pkts, 3)
+	for i, want := range []struct{ syn, ack bool }{{true, false}, {true, true}, {true, false}} {
+		tcp, ok := pkts[i].Layer(layers.LayerTypeTCP).(*layers.TCP)
+		require.True(t, ok, "TCP: %v", pkts[i])
+		require.Equal(t, want.syn, tcp.SYN, "packet %d: %v", i, pkts[i])
+		require.Equal(t, want.ack, tcp.ACK, "packet %d: %v", i, pkts[i])
+		require.Empty(t, tcp.Payload, "packet %d", i)
+	}
+	require.NotEqual(t, pkts[0].Layer(layers.LayerTypeTCP).(*layers.TCP).SrcPort,
+		pkts[2].Layer(layers.LayerTypeTCP).(*layers.TCP).SrcPort, "two connections")
+	require.Equal(t, "in scope and (tcp[tcpflags] & tcp-syn) != 0", r.env.Results()["filter"])
+}
+
 func TestCaptureScopeOnly(t *testing.T) {
 	t.Parallel()
 	netnstest.Require(t)

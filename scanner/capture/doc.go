@@ -7,7 +7,9 @@
 // (scanner.NewPlan; names are not resolved), so that a capture on a shared
 // link does not record other people's traffic.
 //
-// The filter is tcpdump's syntax, restricted to what filter.go lists, and is
+// The filter is tcpdump's syntax, restricted to what filter.go lists
+// (host, net, port, protocols, and comparisons on packet bytes such as
+// tcp[tcpflags] & tcp-syn != 0 or len > 1000), and is
 // compiled to classic BPF here, in pure Go: libpcap's compiler needs cgo,
 // and shelling out to tcpdump -ddd would make the result depend on whether
 // and which tcpdump a worker has. A program compiled elsewhere can be given

@@ -21,17 +21,48 @@ import (
 //	          | [proto] [dir] "port" PORT
 //	          | [proto] [dir] "portrange" PORT-PORT
 //	          | "ip" | "ip6" | "arp" | "tcp" | "udp" | "sctp" | "icmp" | "icmp6"
+//	          | "greater" NUMBER | "less" NUMBER       (len >= NUMBER, len <= NUMBER)
+//	          | arith relop arith
 //	dir       = "src" | "dst"
 //	proto     = "tcp" | "udp" | "sctp"
+//	relop     = ">" | "<" | ">=" | "<=" | "=" | "==" | "!="
+//	arith     = operand { binop operand }
+//	binop     = "|" | "^" | "&" | "<<" | ">>" | "+" | "-" | "*" | "/" | "%"
+//	operand   = NUMBER | NAME | "len" | "-" operand | "(" arith ")"
+//	          | accessor "[" arith [":" ("1" | "2" | "4")] "]"
+//	accessor  = "ether" | "link" | "ip" | "ip6" | "tcp" | "udp" | "sctp" | "icmp" | "icmp6"
 //
 // As in tcpdump, "and" and "or" bind equally, left to right: "a or b and c"
 // is "(a or b) and c". Without dir, host, net and port match either direction; port without
-// proto matches TCP, UDP and SCTP, as tcpdump's does. What tcpdump reads
-// differently or more of (qualifier reuse as in "host a or b", byte offsets
-// as in "tcp[13] & 2 != 0", names instead of addresses, IPv6 extension
-// headers before the transport header) is refused or documented here rather
-// than half-supported; anything beyond can be compiled with
-// `tcpdump -ddd` elsewhere and given as raw BPF.
+// proto matches TCP, UDP and SCTP, as tcpdump's does.
+//
+// Comparisons are tcpdump's, on unsigned 32-bit values, with its binding
+// of operators from loosest to tightest: |, ^, &, << and >>, + and -,
+// * / and %, unary minus (libpcap leaves ^ and % without one; parenthesize
+// them to be read alike everywhere). NUMBER is decimal, 0x hexadecimal or
+// 0-prefixed octal; NAME is one of tcpdump's constants (tcpflags, tcp-syn,
+// icmptype, icmp-echo, icmp6type, icmp6-echo, … below). len is the
+// packet's length, link header included. proto[offset:size] reads 1, 2 or
+// 4 bytes big-endian at offset (itself an expression, which may read the
+// packet: tcp[((tcp[12] & 0xf0) >> 2):4]) from the start of that header,
+// and holds only for packets of that protocol, as tcpdump's does: ip[] and
+// icmp[] IPv4, ip6[] and icmp6[] IPv6, tcp[], udp[] and sctp[] the first
+// fragment of an IPv4 datagram, transport header after the IHL. Unlike
+// tcpdump's, which reads them over IPv4 only, tcp[], udp[] and sctp[] also
+// read IPv6 with the transport header right after the fixed 40 bytes, as
+// port does. ether[] and link[] read the Ethernet header; on an interface
+// without one (tun) they are false, as arp is. A read past the packet's
+// end (or at a computed offset beyond 65535) drops the packet whatever
+// surrounds it, "not" included, as in classic BPF and tcpdump. Division or
+// modulo by a constant zero, shifts by more than 31 and constant offsets
+// beyond 65535 are refused.
+//
+// What tcpdump reads differently or more of (qualifier reuse as in
+// "host a or b", names instead of addresses, IPv6 extension headers before
+// the transport header, ether host and the other link-layer primitives,
+// accessors beyond those above such as arp[] or igmp[]) is refused or
+// documented here rather than half-supported; anything beyond can be
+// compiled with `tcpdump -ddd` elsewhere and given as raw BPF.
 
 // maxFilterLen bounds a filter expression; maxDepth bounds its nesting,
 // so that parsing cannot exhaust the stack.
