@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -142,12 +143,13 @@ admin API token and prints it once.`,
 			return err
 		}
 		var rt *router.Router
-		var launch *launcher.Launcher
+		// Set once the server runs; read by request handlers meanwhile.
+		var launch atomic.Pointer[launcher.Launcher]
 		var srv *sfhttp.Server
 		wake := func(tasks []*scanfleet.Task) {
 			rt.Submit(tasks)
-			if launch != nil {
-				launch.Wake()
+			if l := launch.Load(); l != nil {
+				l.Wake()
 			}
 		}
 		external := loadExternal(executorsDir, logger)
@@ -162,10 +164,11 @@ admin API token and prints it once.`,
 			Addr: addr, MaxBodyBytes: maxBody, MaxLineBytes: maxLine, Version: version(), Logger: logger,
 			TasksCreated: wake, Lease: lease, RunScan: sched.RunNow,
 			Launches: func() ([]launcher.Attempt, []launcher.PoolState) {
-				if launch == nil {
+				l := launch.Load()
+				if l == nil {
 					return nil, nil
 				}
-				return launch.Attempts(), launch.Pools()
+				return l.Attempts(), l.Pools()
 			},
 		}
 		rcfg := router.Config{Logger: logger}
@@ -219,7 +222,7 @@ admin API token and prints it once.`,
 			_ = srv.Stop(context.Background())
 			return err
 		}
-		launch = l
+		launch.Store(l)
 		var stopOnce sync.Once
 		stopLaunched := func() { stopOnce.Do(stopLaunch) }
 		defer stopLaunched()
