@@ -685,6 +685,8 @@ func (p *parser) relation(depth int) (node, error) {
 	if _, ok := r.konst(); !ok {
 		need = pairSlots(l, r)
 	}
+	// Unreachable within maxFilterLen today (the count grows with the
+	// logarithm of an expression's size), but the kernel would refuse M[16].
 	if need > maxScratch {
 		return nil, fmt.Errorf("the comparison at offset %d needs more than BPF's %d scratch memory slots; simplify it", start.off, maxScratch)
 	}
@@ -703,15 +705,13 @@ func (p *parser) binary(prec, depth int) (arith, error) {
 		return nil, err
 	}
 	for {
-		if p.pos < len(p.toks) {
-			if c := p.toks[p.pos].text[0]; c == '-' || c == '/' {
-				p.splitWord()
-			}
+		if p.pos >= len(p.toks) {
+			return l, nil
 		}
-		opTok := token{text: p.peek()}
-		if p.pos < len(p.toks) {
-			opTok = p.toks[p.pos]
+		if c := p.toks[p.pos].text[0]; c == '-' || c == '/' {
+			p.splitWord() // len -14, len/2: the operator is in a word
 		}
+		opTok := p.toks[p.pos]
 		if binPrec[opTok.text] != prec {
 			return l, nil
 		}
