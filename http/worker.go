@@ -181,6 +181,12 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) {
 	}
 	updated := *wk
 	updated.Version, updated.Capabilities, updated.Executors, updated.Types = a.Version, a.Capabilities, a.Executors, a.Types
+	// A worker that starts again announces itself before it binds to its
+	// queue, whose site consumer may have gone while no worker pulled.
+	if err := s.PrepareQueue(r.Context(), &updated); err != nil {
+		s.writeError(w, r, fmt.Errorf("prepare the worker's queue: %w", err))
+		return
+	}
 	s.registerTypes(&updated)
 	s.workersMu.Lock()
 	delete(s.workers, wk.Hash) // read again with what it announced

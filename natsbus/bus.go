@@ -89,6 +89,14 @@ type BusConfig struct {
 	// Pools are the pools whose any-site consumers are created by NewBus.
 	// Default DefaultPools.
 	Pools []string
+	// SiteConsumerIdle is how long a site's consumer may go without a
+	// worker pulling from it before the NATS server deletes it, so that
+	// sites that are gone leave nothing behind. Dispatches for the site
+	// stay in the stream meanwhile; the consumer is made again when a
+	// worker of the site starts (Ensure) or a dispatch for it is
+	// published. Pools' any-site consumers are never deleted.
+	// Default 72 h.
+	SiteConsumerIdle time.Duration
 	// CommandTimeout bounds Command when its context has no deadline.
 	// Default 2 s.
 	CommandTimeout time.Duration
@@ -107,6 +115,7 @@ func (c BusConfig) WithDefaults() BusConfig {
 	c.Replicas = cmp.Or(c.Replicas, 1)
 	c.DuplicateWindow = cmp.Or(c.DuplicateWindow, 2*time.Minute)
 	c.MaxAckPending = cmp.Or(c.MaxAckPending, 10_000)
+	c.SiteConsumerIdle = cmp.Or(c.SiteConsumerIdle, 72*time.Hour)
 	if len(c.Pools) == 0 {
 		c.Pools = DefaultPools
 	}
@@ -134,6 +143,9 @@ func (c BusConfig) validate() error {
 	if c.MaxAckPending < 1 {
 		return fmt.Errorf("MaxAckPending: %d is less than 1", c.MaxAckPending)
 	}
+	if c.SiteConsumerIdle < time.Second {
+		return fmt.Errorf("SiteConsumerIdle: %v is less than 1s", c.SiteConsumerIdle)
+	}
 	for _, p := range c.Pools {
 		if err := validatePool("Pools", p); err != nil {
 			return err
@@ -159,7 +171,7 @@ type Bus struct {
 	cfg    BusConfig
 	n      names
 
-	provisioned sync.Map // consumer name → struct{}
+	provisioned sync.Map // consumer name → when it was last made (time.Time)
 }
 
 // publishWindow bounds one PublishBatch call's publishes awaiting their ack.
@@ -208,9 +220,22 @@ func NewBus(ctx context.Context, nc *nats.Conn, cfg BusConfig) (*Bus, error) {
 
 // Provision creates (or updates) the durable consumers a worker of pool and
 // site ("" for none) pulls from: the site's own consumer, and the pool's
-// any-site consumer. Call it when a worker joins, before the worker calls
-// NewConsumer; Publish also calls it for a site it has not seen. Idempotent.
+// any-site consumer. Publish calls it for each queue it publishes to; it
+// asks the NATS server only for a site consumer it has not made within
+// half of SiteConsumerIdle, since the server may have deleted it since.
+// Idempotent.
 func (b *Bus) Provision(ctx context.Context, pool, site string) error {
+	return b.provision(ctx, pool, site, false)
+}
+
+// Ensure is Provision asking the NATS server in every case: call it when a
+// worker joins or starts again, before the worker calls NewConsumer, as its
+// site's consumer may have been deleted while no worker pulled from it.
+func (b *Bus) Ensure(ctx context.Context, pool, site string) error {
+	return b.provision(ctx, pool, site, true)
+}
+
+func (b *Bus) provision(ctx context.Context, pool, site string, force bool) error {
 	if err := validatePool("pool", pool); err != nil {
 		return err
 	}
@@ -223,8 +248,12 @@ func (b *Bus) Provision(ctx context.Context, pool, site string) error {
 	}
 	for _, s := range sites {
 		name := consumerName(pool, s)
-		if _, ok := b.provisioned.Load(name); ok {
+		if at, ok := b.provisioned.Load(name); ok && !force && (s == "" || time.Since(at.(time.Time)) < b.cfg.SiteConsumerIdle/2) {
 			continue
+		}
+		var idle time.Duration
+		if s != "" {
+			idle = b.cfg.SiteConsumerIdle
 		}
 		desc := "scanfleet workers of pool " + pool + ", any site"
 		if s != "" {
@@ -239,11 +268,14 @@ func (b *Bus) Provision(ctx context.Context, pool, site string) error {
 			MaxDeliver:    -1, // the server's lease reaper decides failures
 			MaxAckPending: b.cfg.MaxAckPending,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
+			// A site's consumer goes once no worker of the site pulls;
+			// a pool's any-site consumer stays (0).
+			InactiveThreshold: idle,
 		})
 		if err != nil {
 			return fmt.Errorf("create consumer %s: %w", name, err)
 		}
-		b.provisioned.Store(name, struct{}{})
+		b.provisioned.Store(name, time.Now())
 	}
 	return nil
 }

@@ -43,6 +43,7 @@ func TestConfigValidation(t *testing.T) {
 		{"bad pool", natsbus.BusConfig{Pools: []string{"ext_ernal"}}, "Pools:"},
 		{"replicas", natsbus.BusConfig{Replicas: 7}, "Replicas:"},
 		{"duplicate window", natsbus.BusConfig{DuplicateWindow: time.Millisecond}, "DuplicateWindow:"},
+		{"site consumer idle", natsbus.BusConfig{SiteConsumerIdle: time.Millisecond}, "SiteConsumerIdle:"},
 	} {
 		t.Run("bus/"+tc.name, func(t *testing.T) {
 			_, err := natsbus.NewBus(ctx, e.busConn, tc.cfg)

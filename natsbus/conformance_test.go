@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -440,5 +442,61 @@ func TestConcurrentWorkersShareAQueue(t *testing.T) {
 		slices.Sort(seen)
 		require.Len(t, seen, n)
 		require.Len(t, slices.Compact(seen), n, "each dispatch went to one worker")
+	})
+}
+
+// A site's consumer is deleted by the NATS server once no worker has
+// pulled from it for SiteConsumerIdle, so sites that are gone leave
+// nothing behind; the pool's any-site consumer stays. A dispatch for the
+// site published meanwhile waits in the stream, and a worker of the site
+// that starts again (Ensure, as its announcement does) gets it.
+func TestIdleSiteConsumerGoesAndComesBack(t *testing.T) {
+	t.Parallel()
+	eachServer(t, natsbus.BusConfig{SiteConsumerIdle: time.Second}, func(t *testing.T, e *env) {
+		ctx := t.Context()
+		e.worker(t, "internal", "branch")
+		js, err := jetstream.New(e.busConn)
+		require.NoError(t, err)
+		stream, err := js.Stream(ctx, e.cfg.Stream)
+		require.NoError(t, err)
+		consumers := func() (site, anySite int) {
+			for c := range stream.ListConsumers(ctx).Info() {
+				switch {
+				case strings.HasSuffix(c.Config.Description, "site branch"):
+					site++
+				case strings.HasSuffix(c.Config.Description, "any site"):
+					anySite++
+				}
+			}
+			return site, anySite
+		}
+		site, anySite := consumers()
+		require.Equal(t, 1, site)
+		require.Positive(t, anySite)
+
+		// The worker goes away: its consumer goes after a second idle.
+		for _, nc := range e.conns {
+			nc.Close()
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if s, _ := consumers(); s == 0 {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "the idle site consumer was not deleted")
+			time.Sleep(200 * time.Millisecond)
+		}
+		_, stillAny := consumers()
+		require.Equal(t, anySite, stillAny, "any-site consumers stay")
+
+		// A dispatch for the site while it has no consumer is kept, and a
+		// worker of the site starting again takes it.
+		want := taskID()
+		m := &nats.Msg{Subject: e.cfg.SubjectPrefix + ".tasks.internal.branch", Data: []byte(`{"task_id":"` + want + `","attempt":1}`)}
+		_, err = js.PublishMsg(ctx, m)
+		require.NoError(t, err)
+		require.NoError(t, e.bus.Ensure(ctx, "internal", "branch"))
+		again, _ := e.worker(t, "internal", "branch")
+		require.Equal(t, []string{want}, fetchIDs(t, again, 10, 2*time.Second))
 	})
 }

@@ -99,6 +99,7 @@ type env struct {
 	emb      *embedded // nil for the external server
 	url      string
 	workerNo int
+	conns    []*nats.Conn // the workers' connections
 }
 
 // eachServer runs fn against the embedded server (with auth) and, when
@@ -167,6 +168,7 @@ func (e *env) connect(t testing.TB, id, pool, site string, opts ...nats.Option) 
 	nc, err := natsbus.Connect(e.url, user, pass, quiet, opts...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
+	e.conns = append(e.conns, nc)
 	return nc
 }
 

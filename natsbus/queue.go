@@ -31,12 +31,14 @@ func (q Queue) Command(ctx context.Context, workerID string, c scanfleet.Command
 	return q.Bus.Command(ctx, workerID, Command{Type: c.Type, TaskID: c.TaskID})
 }
 
-// OnEnrol creates the consumers a new NATS worker pulls from.
+// OnEnrol makes the consumers a NATS worker pulls from, when it enrols and
+// each time it starts again (a site's consumer is deleted after
+// BusConfig.SiteConsumerIdle without a worker).
 func (q Queue) OnEnrol(ctx context.Context, w *scanfleet.Worker) error {
 	if w.Transport != "nats" {
 		return nil
 	}
-	return q.Bus.Provision(ctx, string(w.Pool), w.Site)
+	return q.Bus.Ensure(ctx, string(w.Pool), w.Site)
 }
 
 // Authenticator returns the embedded server's Authenticate function backed
