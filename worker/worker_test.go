@@ -132,7 +132,10 @@ func newRig(t testing.TB, lease time.Duration, transport string) *rig {
 	}
 	if nc != nil {
 		t.Cleanup(nc.Close)
-		bus, err := natsbus.NewBus(ctx, nc, natsbus.BusConfig{AckWait: lease, MemoryStorage: true, Stream: r.stream,
+		// Tests keep the stream in memory; benchmarks measure it on disk,
+		// as the server runs it (and as their raw JetStream peer is).
+		_, bench := t.(*testing.B)
+		bus, err := natsbus.NewBus(ctx, nc, natsbus.BusConfig{AckWait: lease, MemoryStorage: !bench, Stream: r.stream,
 			SubjectPrefix: r.prefix, Logger: slog.New(slog.DiscardHandler)})
 		require.NoError(t, err)
 		q := natsbus.Queue{Bus: bus}
