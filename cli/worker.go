@@ -297,12 +297,12 @@ func (a *app) workerTokenCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var page listPage[*scanfleet.JoinToken]
-		if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/worker-tokens", nil, &page); err != nil {
+		tokens, _, err := list[*scanfleet.JoinToken](cmd.Context(), c, "/api/v1/worker-tokens", url.Values{}, false)
+		if err != nil {
 			return err
 		}
 		t := &table{headers: []string{"ID", "NAME", "POOL", "SITE", "EXPIRES", "USED", "WORKER"}}
-		for _, jt := range page.Items {
+		for _, jt := range tokens {
 			t.add(jt, jt.ID, jt.Name, orDash(string(jt.Pool)), orDash(jt.Site), fmtTime(&jt.ExpiresAt), fmtTime(jt.UsedAt), orDash(jt.WorkerID))
 		}
 		return t.print(a.stdout, lo.output)
@@ -323,12 +323,12 @@ func (a *app) workersCommand() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var page listPage[*scanfleet.Worker]
-		if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/workers", nil, &page); err != nil {
+		workers, _, err := list[*scanfleet.Worker](cmd.Context(), c, "/api/v1/workers", url.Values{}, false)
+		if err != nil {
 			return err
 		}
 		t := &table{headers: []string{"ID", "NAME", "POOL", "SITE", "STATE", "RUNNING", "TRANSPORT", "LAST SEEN"}}
-		for _, w := range page.Items {
+		for _, w := range workers {
 			t.add(w, w.ID, w.Name, string(w.Pool), orDash(w.Site), string(w.State), fmt.Sprintf("%d/%d", w.Running, w.Concurrency), w.Transport, fmtTime(&w.LastSeenAt))
 		}
 		return t.print(a.stdout, o.output)
