@@ -173,8 +173,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprint(v)
 	},
-	"isotime": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"pretty":  prettyJSON,
+	"pretty": prettyJSON,
 	"percent": func(p scanfleet.Progress) int {
 		if p.Total <= 0 {
 			return 0
@@ -203,24 +202,6 @@ var funcs = template.FuncMap{
 			m[fmt.Sprint(kv[i])] = kv[i+1]
 		}
 		return m
-	},
-	"str": func(v any) string {
-		if v == nil {
-			return ""
-		}
-		switch x := v.(type) {
-		case string:
-			return x
-		case []string:
-			return strings.Join(x, "\n")
-		case []any:
-			parts := make([]string, len(x))
-			for i, p := range x {
-				parts[i] = fmt.Sprint(p)
-			}
-			return strings.Join(parts, "\n")
-		}
-		return fmt.Sprint(v)
 	},
 }
 
