@@ -29,6 +29,25 @@ func ValidateArgs(tt *scanfleet.TaskType, in *scanfleet.TaskInput) (Args, error)
 	return Args(a), nil
 }
 
+// Setup is the start of a scanner's Run: it validates in's arguments
+// against tt, reads them into a config and builds in's scope matcher.
+func Setup[C any](tt *scanfleet.TaskType, in *scanfleet.TaskInput, config func(Args) (C, error)) (C, *scanfleet.ScopeMatcher, error) {
+	var zero C
+	args, err := ValidateArgs(tt, in)
+	if err != nil {
+		return zero, nil, err
+	}
+	cfg, err := config(args)
+	if err != nil {
+		return zero, nil, err
+	}
+	m, err := in.Matcher()
+	if err != nil {
+		return zero, nil, err
+	}
+	return cfg, m, nil
+}
+
 // Int returns an integer argument, 0 when absent.
 func (a Args) Int(name string) int64 {
 	n, _ := a[name].(int64)

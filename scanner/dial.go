@@ -104,3 +104,19 @@ func PrefixAddrs(p netip.Prefix) iter.Seq[netip.Addr] {
 		}
 	}
 }
+
+// Hosts returns the hosts a target stands for: host itself, or, when
+// prefix is valid, every address of prefix in order.
+func Hosts(host string, prefix netip.Prefix) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if !prefix.IsValid() {
+			yield(host)
+			return
+		}
+		for a := range PrefixAddrs(prefix) {
+			if !yield(a.String()) {
+				return
+			}
+		}
+	}
+}

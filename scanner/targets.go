@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/scanfleet/scanfleet"
@@ -140,6 +141,31 @@ func RefusePorts(targets []string) error {
 		}
 	}
 	return nil
+}
+
+// SplitTarget reads a trimmed target that is a CIDR prefix (returned
+// masked), "host:port", "[v6]:port" or a host alone (port 0), as scanners
+// that take endpoints read them.
+func SplitTarget(s string) (host string, port int, prefix netip.Prefix, err error) {
+	switch {
+	case strings.Contains(s, "/"):
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return "", 0, netip.Prefix{}, fmt.Errorf("not a CIDR prefix")
+		}
+		return "", 0, p.Masked(), nil
+	case strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1:
+		h, p, err := net.SplitHostPort(s)
+		if err != nil {
+			return "", 0, netip.Prefix{}, err
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 || p[0] == '+' {
+			return "", 0, netip.Prefix{}, fmt.Errorf("port %q is not between 1 and 65535", p)
+		}
+		return h, n, netip.Prefix{}, nil
+	}
+	return s, 0, netip.Prefix{}, nil
 }
 
 // Count returns the number of addresses in the plan.

@@ -51,6 +51,20 @@ func (t *Tracker) EmitErr() error {
 	return t.emitErr
 }
 
+// Finish ends a run once its work has returned: the error that stopped
+// Emit, else the cause of the task's cancel, else nil after a last
+// progress report.
+func (t *Tracker) Finish(ctx context.Context) error {
+	if err := t.EmitErr(); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	t.Progress(true)
+	return nil
+}
+
 // Fail logs one target's failure, the first MaxFailureLogs only.
 func (t *Tracker) Fail(line string) {
 	t.mu.Lock()

@@ -149,15 +149,7 @@ type run struct {
 
 // Run probes every target of in.
 func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
-	args, err := scanner.ValidateArgs(TaskType(), in)
-	if err != nil {
-		return err
-	}
-	cfg, err := config(args)
-	if err != nil {
-		return err
-	}
-	m, err := in.Matcher()
+	cfg, m, err := scanner.Setup(TaskType(), in, config)
 	if err != nil {
 		return err
 	}
@@ -193,13 +185,9 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 		r.probe(ctx, p)
 		r.Step()
 	})
-	if err := r.EmitErr(); err != nil {
+	if err := r.Finish(ctx); err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	r.Progress(true)
 	env.Log(fmt.Sprintf("http: done: %d responses", r.counts.Get("responses")))
 	return nil
 }
@@ -236,25 +224,10 @@ func parseTarget(s string) (target, error) {
 		}
 		t.url = u
 		return t, nil
-	case strings.Contains(s, "/"):
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return t, fmt.Errorf("not a CIDR prefix")
-		}
-		t.prefix = p.Masked()
-		return t, nil
-	case strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1:
-		h, p, err := net.SplitHostPort(s)
-		if err != nil {
-			return t, err
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 || p[0] == '+' {
-			return t, fmt.Errorf("port %q is not between 1 and 65535", p)
-		}
-		t.host, t.port = h, n
-	default:
-		t.host = s
+	}
+	var err error
+	if t.host, t.port, t.prefix, err = scanner.SplitTarget(s); err != nil || t.prefix.IsValid() {
+		return t, err
 	}
 	// The URL a host makes must be one the inventory can hold.
 	if _, err := scanfleet.NormalizeURL("http://" + hostPort(t.host, t.port) + "/"); err != nil {
@@ -320,18 +293,7 @@ func (r *run) probes(targets []target) iter.Seq[probe] {
 				}
 				continue
 			}
-			hosts := func(yield func(string) bool) {
-				if !t.prefix.IsValid() {
-					yield(t.host)
-					return
-				}
-				for a := range scanner.PrefixAddrs(t.prefix) {
-					if !yield(a.String()) {
-						return
-					}
-				}
-			}
-			for h := range hosts {
+			for h := range scanner.Hosts(t.host, t.prefix) {
 				p := probe{target: t.raw}
 				for _, s := range r.cfg.Schemes {
 					p.urls = append(p.urls, s+"://"+hostPort(h, t.port)+"/")

@@ -144,25 +144,11 @@ func parseTarget(s string) (target, error) {
 			}
 			t.port = n
 		}
-	} else if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return t, fmt.Errorf("not a CIDR prefix")
-		}
-		t.prefix = p.Masked()
-		return t, nil
-	} else if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
-		h, p, err := net.SplitHostPort(s)
-		if err != nil {
+	} else {
+		var err error
+		if t.host, t.port, t.prefix, err = scanner.SplitTarget(s); err != nil || t.prefix.IsValid() {
 			return t, err
 		}
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 || p[0] == '+' {
-			return t, fmt.Errorf("port %q is not between 1 and 65535", p)
-		}
-		t.host, t.port = h, n
-	} else {
-		t.host = s
 	}
 	if a, err := netip.ParseAddr(t.host); err == nil {
 		if a.Zone() != "" {
@@ -208,15 +194,7 @@ type run struct {
 
 // Run probes every endpoint of in's targets.
 func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanfleet.ExecEnv) error {
-	args, err := scanner.ValidateArgs(TaskType(), in)
-	if err != nil {
-		return err
-	}
-	cfg, err := config(args)
-	if err != nil {
-		return err
-	}
-	m, err := in.Matcher()
+	cfg, m, err := scanner.Setup(TaskType(), in, config)
 	if err != nil {
 		return err
 	}
@@ -234,13 +212,9 @@ func (e Executor) Run(ctx context.Context, in *scanfleet.TaskInput, env scanflee
 		r.probe(ctx, ep)
 		r.Step()
 	})
-	if err := r.EmitErr(); err != nil {
+	if err := r.Finish(ctx); err != nil {
 		return err
 	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	r.Progress(true)
 	env.Log(fmt.Sprintf("tls: done: %d certificates, %d findings", r.counts.Get("certificates"), r.counts.Get("findings")))
 	return nil
 }
@@ -309,18 +283,7 @@ func (r *run) endpoints(targets []target) iter.Seq[endpoint] {
 			if t.port != 0 {
 				ports = []uint16{uint16(t.port)}
 			}
-			hosts := func(yield func(string) bool) {
-				if !t.prefix.IsValid() {
-					yield(t.host)
-					return
-				}
-				for a := range scanner.PrefixAddrs(t.prefix) {
-					if !yield(a.String()) {
-						return
-					}
-				}
-			}
-			for h := range hosts {
+			for h := range scanner.Hosts(t.host, t.prefix) {
 				for _, p := range ports {
 					if !yield(endpoint{target: t.raw, host: h, port: int(p)}) {
 						return
