@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/scanfleet/scanfleet/internal/lineread"
 )
 
 // Ingest limits. A body or line over its limit is refused with an error,
@@ -37,8 +39,8 @@ func ParseRecords(r io.Reader, maxLine int) ([]Record, error) {
 	)
 	for n := 1; ; n++ {
 		var err error
-		line, err = readLine(br, line[:0], maxLine)
-		if errors.Is(err, errLineTooLong) {
+		line, err = lineread.Read(br, line[:0], maxLine)
+		if errors.Is(err, lineread.ErrTooLong) {
 			// The rest of the line is not read, so this is the last
 			// problem; it is the error's code only if it is the first.
 			if len(problems) == 0 {
@@ -96,25 +98,6 @@ func ParseDocument(data []byte) ([]Record, error) {
 		return nil, Errorf(EINVALID, "%v", err)
 	}
 	return recs, nil
-}
-
-var errLineTooLong = errors.New("line too long")
-
-// readLine appends one line, without its newline, to buf; it stops with
-// errLineTooLong as soon as the line passes max bytes, so memory stays
-// bounded whatever the input.
-func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
-	for {
-		chunk, err := br.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if len(bytes.TrimRight(buf, "\r\n")) > max {
-			return buf, errLineTooLong
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		return bytes.TrimRight(buf, "\r\n"), err
-	}
 }
 
 // parseDocument parses one JSON object: a record or a bulk_create document.

@@ -11,13 +11,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/scanfleet/scanfleet"
+	"github.com/scanfleet/scanfleet/internal/lineread"
 )
 
 // maxSkipLogs bounds the log lines about skipped invalid lines; later ones
 // are counted only, so a program printing garbage cannot flood the log.
 const maxSkipLogs = 100
-
-var errLineTooLong = errors.New("line too long")
 
 // output ingests a program's stdout: JSON Lines, each line a native record
 // or a Faraday bulk_create document, handed to env.Emit as it arrives.
@@ -39,8 +38,8 @@ func (o *output) read(ctx context.Context, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	var buf []byte
 	for n := int64(1); ; n++ {
-		line, err := readLine(br, buf[:0], o.maxLine)
-		if errors.Is(err, errLineTooLong) {
+		line, err := lineread.Read(br, buf[:0], o.maxLine)
+		if errors.Is(err, lineread.ErrTooLong) {
 			return fmt.Errorf("stdout line %d: longer than the %d-byte line limit (the manifest's max_line_bytes raises it)", n, o.maxLine)
 		} else if err != nil && err != io.EOF {
 			return fmt.Errorf("read stdout line %d: %w", n, err)
@@ -91,23 +90,6 @@ func (o *output) handle(ctx context.Context, n int64, line []byte) error {
 		o.records++
 	}
 	return nil
-}
-
-// readLine appends one line, without its line ending, to buf; it stops
-// with errLineTooLong as soon as the line passes max bytes, so memory stays
-// bounded whatever the program writes.
-func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
-	for {
-		chunk, err := br.ReadSlice('\n')
-		buf = append(buf, chunk...)
-		if len(bytes.TrimRight(buf, "\r\n")) > max {
-			return buf, errLineTooLong
-		}
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		return bytes.TrimRight(buf, "\r\n"), err
-	}
 }
 
 // readLogLine reads one line and keeps at most max bytes of it; cut says
