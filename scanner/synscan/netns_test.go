@@ -31,8 +31,8 @@ import (
 // opened the same way in the target namespace.
 
 // lab is two namespaces joined by a veth pair: the scanner at net.1, the
-// target at net.2, and, when routed is set, every address of routed is
-// local to the target (AnyIP) and reached through it from the scanner.
+// target at net.2; routedNet adds a network whose every address is local
+// to the target (AnyIP) and reached through it from the scanner.
 type lab struct {
 	scanner, target string
 	scannerIP       netip.Addr
@@ -40,7 +40,7 @@ type lab struct {
 	targetIf        string
 }
 
-func newLab(t *testing.T, v6 bool, routed ...netip.Prefix) *lab {
+func newLab(t *testing.T, v6 bool) *lab {
 	t.Helper()
 	netnstest.Require(t)
 	var r [3]byte
@@ -59,22 +59,22 @@ func newLab(t *testing.T, v6 bool, routed ...netip.Prefix) *lab {
 		l.targetIP = netip.AddrFrom4([4]byte{10, r[0], r[1], 2})
 		netnstest.Veth(t, l.scanner, "sfs0", l.scannerIP.String()+"/24", l.target, "sft0", l.targetIP.String()+"/24")
 	}
-	for _, p := range routed {
-		netnstest.IP(t, "-n", l.target, "route", "add", "local", p.String(), "dev", "lo")
-		netnstest.IP(t, "-n", l.scanner, "route", "add", p.String(), "via", l.targetIP.String(), "dev", "sfs0")
-	}
 	return l
 }
 
-// routedNet returns a random 10.x.y.0/24 other than the lab's own.
-func routedNet(t *testing.T, l *lab) netip.Prefix {
+// routedNet returns a random 10.x.y.0/24 other than the lab's own, every
+// address of it local to the target and routed to it from the scanner.
+func (l *lab) routedNet(t *testing.T) netip.Prefix {
 	var r [2]byte
 	for {
 		_, _ = rand.Read(r[:])
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, r[0], r[1], 0}), 24)
-		if !p.Contains(l.targetIP) {
-			return p
+		if p.Contains(l.targetIP) {
+			continue
 		}
+		netnstest.IP(t, "-n", l.target, "route", "add", "local", p.String(), "dev", "lo")
+		netnstest.IP(t, "-n", l.scanner, "route", "add", p.String(), "via", l.targetIP.String(), "dev", "sfs0")
+		return p
 	}
 }
 
@@ -297,9 +297,7 @@ func TestNetworkEveryAddressAnswers(t *testing.T) {
 	t.Parallel()
 	netnstest.Require(t)
 	l := newLab(t, false)
-	pfx := routedNet(t, l)
-	netnstest.IP(t, "-n", l.target, "route", "add", "local", pfx.String(), "dev", "lo")
-	netnstest.IP(t, "-n", l.scanner, "route", "add", pfx.String(), "via", l.targetIP.String(), "dev", "sfs0")
+	pfx := l.routedNet(t)
 	l.listen(t, 80)
 	env := &scanner.LocalEnv{}
 	err := l.scan(t.Context(), t, &scanfleet.TaskInput{
@@ -327,9 +325,7 @@ func TestSendersEachProbeOnce(t *testing.T) {
 	t.Parallel()
 	netnstest.Require(t)
 	l := newLab(t, false)
-	pfx := routedNet(t, l)
-	netnstest.IP(t, "-n", l.target, "route", "add", "local", pfx.String(), "dev", "lo")
-	netnstest.IP(t, "-n", l.scanner, "route", "add", pfx.String(), "via", l.targetIP.String(), "dev", "sfs0")
+	pfx := l.routedNet(t)
 	l.listen(t, 80)
 	env := &scanner.LocalEnv{}
 	err := l.scan(t.Context(), t, &scanfleet.TaskInput{
@@ -350,9 +346,7 @@ func TestExcludedAddressesAreNeverProbed(t *testing.T) {
 	t.Parallel()
 	netnstest.Require(t)
 	l := newLab(t, false)
-	pfx := routedNet(t, l)
-	netnstest.IP(t, "-n", l.target, "route", "add", "local", pfx.String(), "dev", "lo")
-	netnstest.IP(t, "-n", l.scanner, "route", "add", pfx.String(), "via", l.targetIP.String(), "dev", "sfs0")
+	pfx := l.routedNet(t)
 	l.listen(t, 80)
 	base := pfx.Addr().As4()
 	excludedOne := netip.AddrFrom4([4]byte{base[0], base[1], base[2], 7})
