@@ -2,7 +2,6 @@ package dnsscan_test
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -316,12 +315,7 @@ func TestCancel(t *testing.T) {
 	go func() { done <- dnsscan.Executor{}.Run(ctx, in, &scanner.LocalEnv{}) }()
 	<-s.seen
 	cancel()
-	select {
-	case err := <-done:
-		require.True(t, errors.Is(err, context.Canceled), "%v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	scannertest.RequireCanceled(t, done)
 }
 
 func TestTaskType(t *testing.T) {

@@ -2,7 +2,6 @@ package httpprobe_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -292,12 +290,7 @@ func TestCancel(t *testing.T) {
 	go func() { done <- httpprobe.Executor{}.Run(ctx, in, &scanner.LocalEnv{}) }()
 	<-got
 	cancel()
-	select {
-	case err := <-done:
-		require.True(t, errors.Is(err, context.Canceled), "%v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	scannertest.RequireCanceled(t, done)
 	require.Equal(t, int64(1), hits.Load(), "no target after the cancel")
 }
 

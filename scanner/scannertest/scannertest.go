@@ -1,15 +1,18 @@
 // Package scannertest holds what the built-in scanners' tests share: a
 // real DNS server on loopback that answers from a table, so that a test
-// can give names to its loopback servers without touching /etc/hosts.
+// can give names to its loopback servers without touching /etc/hosts,
+// and the check that a cancelled Run returns.
 package scannertest
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -79,4 +82,19 @@ func Strings(v any) []string {
 		out = append(out, x.(string))
 	}
 	return out
+}
+
+// RequireCanceled waits for the error of a Run whose context was
+// cancelled, and fails the test unless it is context.Canceled within 20
+// seconds.
+func RequireCanceled(t testing.TB, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run after cancel: %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
 }

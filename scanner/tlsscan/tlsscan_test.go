@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -371,12 +370,7 @@ func TestCancel(t *testing.T) {
 	c := <-accepted
 	accepted <- c // keep it for the cleanup
 	cancel()
-	select {
-	case err := <-done:
-		require.True(t, errors.Is(err, context.Canceled), "%v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	scannertest.RequireCanceled(t, done)
 }
 
 func TestBadArgs(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/scanner"
 	"github.com/scanfleet/scanfleet/scanner/internal/netnstest"
+	"github.com/scanfleet/scanfleet/scanner/scannertest"
 	"github.com/scanfleet/scanfleet/scanner/traceroute"
 )
 
@@ -324,11 +325,6 @@ func TestCancel(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	cancel()
-	select {
-	case err := <-done:
-		require.ErrorIs(t, err, context.Canceled)
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	scannertest.RequireCanceled(t, done)
 	require.Empty(t, env.Records(), "a cancelled trace is not recorded")
 }
