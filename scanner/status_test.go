@@ -16,33 +16,16 @@ import (
 
 	"github.com/scanfleet/scanfleet"
 	"github.com/scanfleet/scanfleet/scanner"
+	"github.com/scanfleet/scanfleet/scanner/scannertest"
 )
 
 // TestStatusOf maps errors that real connections on loopback produce.
 func TestStatusOf(t *testing.T) {
 	t.Parallel()
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closedAddr := closed.Addr().String()
-	closed.Close()
-	_, refused := net.Dial("tcp", closedAddr)
+	_, refused := net.Dial("tcp", scannertest.ClosedAddr(t))
 
 	// A server that speaks something other than TLS, and one that hangs up.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n"))
-			c.Close()
-		}
-	})
-	defer func() { l.Close(); wg.Wait() }()
-	c, err := net.Dial("tcp", l.Addr().String())
+	c, err := net.Dial("tcp", scannertest.Banner(t, "HTTP/1.0 400 Bad Request\r\n\r\n"))
 	require.NoError(t, err)
 	notTLS := tls.Client(c, &tls.Config{InsecureSkipVerify: true}).Handshake()
 	c.Close()

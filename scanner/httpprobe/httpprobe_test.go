@@ -260,11 +260,7 @@ func TestProbe(t *testing.T) {
 
 func TestRefused(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	l.Close()
-	env := run(t, httpprobe.Executor{}, input(nil, addr))
+	env := run(t, httpprobe.Executor{}, input(nil, scannertest.ClosedAddr(t)))
 	require.Empty(t, env.Records())
 	require.Equal(t, map[string]int64{"connection-refused": 1}, env.Results()["statuses"])
 	require.NotEmpty(t, env.Logs())

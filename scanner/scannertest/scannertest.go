@@ -1,7 +1,8 @@
 // Package scannertest holds what the built-in scanners' tests share: a
 // real DNS server on loopback that answers from a table, so that a test
-// can give names to its loopback servers without touching /etc/hosts,
-// and the check that a cancelled Run returns.
+// can give names to its loopback servers without touching /etc/hosts;
+// loopback addresses that refuse or answer another protocol; and the
+// check that a cancelled Run returns.
 package scannertest
 
 import (
@@ -82,6 +83,43 @@ func Strings(v any) []string {
 		out = append(out, x.(string))
 	}
 	return out
+}
+
+// ClosedAddr returns a TCP address on 127.0.0.1 that nothing listens on:
+// a connection to it is refused.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("scannertest: listen: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// Banner serves TCP on 127.0.0.1 and returns its address: each connection
+// gets banner and is closed, as a server of another protocol would answer.
+// The server stops when the test ends.
+func Banner(t testing.TB, banner string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("scannertest: listen: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(banner))
+			c.Close()
+		}
+	})
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	return l.Addr().String()
 }
 
 // RequireCanceled waits for the error of a Run whose context was

@@ -302,30 +302,14 @@ func TestStatusesAndScope(t *testing.T) {
 	good := startTLS(t, "127.0.0.1", cert, 0, 0)
 	excluded := startTLS(t, "127.0.0.2", cert, 0, 0)
 
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := scannertest.ClosedAddr(t)
 
 	// A plain TCP server that answers with something that is not TLS.
-	notTLS, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := notTLS.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n"))
-			c.Close()
-		}
-	})
-	t.Cleanup(func() { notTLS.Close(); wg.Wait() })
+	notTLS := scannertest.Banner(t, "SSH-2.0-OpenSSH_9.6\r\n")
 
 	env := &scanner.LocalEnv{}
 	in := input(map[string]any{"versions": false, "ports": strconv.Itoa(good.port)},
-		"127.0.0.1/32", closedAddr, notTLS.Addr().String(), excluded.addr, "10.1.2.3:443", "http://127.0.0.1/", "not a target:x")
+		"127.0.0.1/32", closedAddr, notTLS, excluded.addr, "10.1.2.3:443", "http://127.0.0.1/", "not a target:x")
 	require.NoError(t, tlsscan.Executor{}.Run(context.Background(), in, env))
 	require.Len(t, records(env, scanfleet.KindCertificate), 1, "the /32 on the ports parameter")
 	require.Zero(t, excluded.accepts.Load(), "an excluded address is never connected to")
