@@ -170,21 +170,31 @@ func TestFilterSelectsPackets(t *testing.T) {
 		{"tcp and port 80 or arp", []string{"arp", "tcp4"}},
 		{"TCP AND PORT 443", []string{"tcp6"}},
 	} {
-		n, err := parseFilter(tc.filter)
-		require.NoError(t, err, tc.filter)
-		for _, link := range []linkType{linkEthernet, linkRawIP} {
-			prog, err := compileFilter(n, link, 65535)
-			require.NoError(t, err, tc.filter)
+		requireKeeps(t, tc.filter, packets, func(link linkType) []string {
 			want := tc.want
 			if link == linkRawIP {
 				want = slices.DeleteFunc(slices.Clone(want), func(s string) bool { return s == "arp" })
 			}
-			got := accepted(t, prog, packets, link)
-			if len(want) == 0 {
-				require.Empty(t, got, "filter %q, link %d", tc.filter, link)
-			} else {
-				require.Equal(t, want, got, "filter %q, link %d", tc.filter, link)
-			}
+			return want
+		})
+	}
+}
+
+// requireKeeps compiles filter for Ethernet and for raw IP and checks
+// that each program keeps exactly the packets want names for its link.
+func requireKeeps(t *testing.T, filter string, packets map[string][]byte, want func(linkType) []string) {
+	t.Helper()
+	n, err := parseFilter(filter)
+	require.NoError(t, err, filter)
+	for _, link := range []linkType{linkEthernet, linkRawIP} {
+		prog, err := compileFilter(n, link, 65535)
+		require.NoError(t, err, filter)
+		w := want(link)
+		got := accepted(t, prog, packets, link)
+		if len(w) == 0 {
+			require.Empty(t, got, "filter %q, link %d", filter, link)
+		} else {
+			require.Equal(t, w, got, "filter %q, link %d", filter, link)
 		}
 	}
 }
@@ -633,11 +643,7 @@ func TestFilterComparisons(t *testing.T) {
 		// By hand through ip[], later fragments are not left out.
 		{filter: "ip[ip[0] % 16 * 4 + 13] & tcp-syn != 0 and ip[9] = 6", want: []string{"frag4", "syn4", "synack4"}},
 	} {
-		n, err := parseFilter(tc.filter)
-		require.NoError(t, err, tc.filter)
-		for _, link := range []linkType{linkEthernet, linkRawIP} {
-			prog, err := compileFilter(n, link, 65535)
-			require.NoError(t, err, tc.filter)
+		requireKeeps(t, tc.filter, packets, func(link linkType) []string {
 			want := slices.Clone(tc.want)
 			if link == linkEthernet {
 				want = append(want, tc.onEthernet...)
@@ -646,13 +652,8 @@ func TestFilterComparisons(t *testing.T) {
 				want = slices.DeleteFunc(want, func(s string) bool { return s == "arp" })
 			}
 			sort.Strings(want)
-			got := accepted(t, prog, packets, link)
-			if len(want) == 0 {
-				require.Empty(t, got, "filter %q, link %d", tc.filter, link)
-			} else {
-				require.Equal(t, want, got, "filter %q, link %d", tc.filter, link)
-			}
-		}
+			return want
+		})
 	}
 }
 
