@@ -94,3 +94,27 @@ func ErrorDetails(err error) []string {
 	}
 	return nil
 }
+
+// ErrorDetail is an error as the API writes it in JSON.
+type ErrorDetail struct {
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Details []string `json:"details,omitempty"`
+}
+
+// ErrorBody is the JSON body of every API error answer; clients decode
+// answers of 300 and above into it.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// NewErrorDetail returns err as the API writes it: its code, its
+// user-facing message and its details.
+func NewErrorDetail(err error) ErrorDetail {
+	return ErrorDetail{Code: ErrorCode(err), Message: ErrorMessage(err), Details: ErrorDetails(err)}
+}
+
+// Err returns the application error d describes.
+func (d ErrorDetail) Err() *Error {
+	return &Error{Code: d.Code, Message: d.Message, Details: d.Details}
+}

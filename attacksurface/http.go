@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/scanfleet/scanfleet"
 )
 
 // NewHandler returns the standalone, surfacescan-compatible API over g. It
@@ -115,18 +117,8 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body) // the client went away; nothing to do
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b errorBody
-	b.Error.Code = code
-	b.Error.Message = msg
-	body, _ := json.Marshal(b) // plain struct: cannot fail
+	body, _ := json.Marshal(scanfleet.ErrorBody{Error: scanfleet.ErrorDetail{Code: code, Message: msg}}) // plain struct: cannot fail
 	writeJSON(w, status, body)
 }
 

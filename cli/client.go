@@ -84,18 +84,12 @@ func (c *client) do(ctx context.Context, method, path string, in any, out any) e
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error struct {
-				Code    string   `json:"code"`
-				Message string   `json:"message"`
-				Details []string `json:"details"`
-			} `json:"error"`
-		}
+		var eb scanfleet.ErrorBody
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if json.Unmarshal(data, &eb) != nil || eb.Error.Message == "" {
 			return fmt.Errorf("server answered %s to %s %s", resp.Status, method, path)
 		}
-		return &scanfleet.Error{Code: eb.Error.Code, Message: eb.Error.Message, Details: eb.Error.Details}
+		return eb.Error.Err()
 	}
 	if out == nil {
 		return nil

@@ -11,17 +11,6 @@ import (
 // ErrorStatusCode returns the HTTP status for an application error code.
 func ErrorStatusCode(code string) int { return scanfleet.HTTPStatus(code) }
 
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string   `json:"code"`
-	Message string   `json:"message"`
-	Details []string `json:"details,omitempty"`
-}
-
 // writeError writes err as JSON; unexpected errors are logged with their
 // cause and shown as "internal error".
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -32,9 +21,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == scanfleet.EINTERNAL {
 		s.logger.Error("http request", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
 	}
-	writeJSON(w, ErrorStatusCode(code), errorBody{Error: errorDetail{
-		Code: code, Message: scanfleet.ErrorMessage(err), Details: scanfleet.ErrorDetails(err),
-	}})
+	writeJSON(w, ErrorStatusCode(code), scanfleet.ErrorBody{Error: scanfleet.NewErrorDetail(err)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -134,7 +134,7 @@ func (s *Server) streamRecords(w http.ResponseWriter, r *http.Request, f scanfle
 		if err != nil {
 			// Headers are gone: end the stream with an error line the
 			// client recognizes rather than a silent cut.
-			_ = enc.Encode(errorBody{Error: errorDetail{Code: scanfleet.ErrorCode(err), Message: scanfleet.ErrorMessage(err)}})
+			_ = enc.Encode(scanfleet.ErrorBody{Error: scanfleet.ErrorDetail{Code: scanfleet.ErrorCode(err), Message: scanfleet.ErrorMessage(err)}})
 			s.logger.Error("stream records", "err", err)
 			return
 		}

@@ -767,9 +767,9 @@ const maxFinishBatch = 1000
 
 // finishResult is the answer for one outcome of a batch.
 type finishResult struct {
-	TaskID string               `json:"task_id"`
-	Status scanfleet.TaskStatus `json:"status,omitempty"`
-	Error  *errorDetail         `json:"error,omitempty"`
+	TaskID string                 `json:"task_id"`
+	Status scanfleet.TaskStatus   `json:"status,omitempty"`
+	Error  *scanfleet.ErrorDetail `json:"error,omitempty"`
 }
 
 // handleFinishBatch applies several outcomes in one store transaction:
@@ -799,7 +799,7 @@ func (s *Server) handleFinishBatch(w http.ResponseWriter, r *http.Request) {
 			if code == scanfleet.EINTERNAL {
 				s.logger.Error("finish task", slog.String("task", o.TaskID), slog.Any("err", errs[i]))
 			}
-			res[i].Error = &errorDetail{Code: code, Message: scanfleet.ErrorMessage(errs[i])}
+			res[i].Error = &scanfleet.ErrorDetail{Code: code, Message: scanfleet.ErrorMessage(errs[i])}
 		} else {
 			res[i].Status = tasks[i].Status
 		}

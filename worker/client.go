@@ -164,15 +164,10 @@ func (c *Client) do(ctx context.Context, method, path, ctype string, in, out any
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		}
+		var eb scanfleet.ErrorBody
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &scanfleet.Error{Code: eb.Error.Code, Message: eb.Error.Message}
+			return eb.Error.Err()
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}

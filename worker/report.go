@@ -115,17 +115,14 @@ func (w *Worker) report(ctx context.Context, id string, o outcome) error {
 
 // finishResult is the server's answer for one outcome of a batch.
 type finishResult struct {
-	TaskID string               `json:"task_id"`
-	Status scanfleet.TaskStatus `json:"status"`
-	Error  *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	TaskID string                 `json:"task_id"`
+	Status scanfleet.TaskStatus   `json:"status"`
+	Error  *scanfleet.ErrorDetail `json:"error"`
 }
 
 func (r finishResult) err() error {
 	if r.Error == nil {
 		return nil
 	}
-	return &scanfleet.Error{Code: r.Error.Code, Message: r.Error.Message}
+	return r.Error.Err()
 }
