@@ -63,8 +63,8 @@ type Config struct {
 	// Launches reports the launcher's attempts and pools for
 	// GET /api/v1/launches. Optional.
 	Launches func() ([]launcher.Attempt, []launcher.PoolState)
-	// TasksCreated is called with the requested tasks a request created,
-	// to dispatch them at once (router.Submit). Optional.
+	// TasksCreated is called with the tasks a request created, to
+	// dispatch the requested ones at once (router.Submit). Optional.
 	TasksCreated func([]*scanfleet.Task)
 }
 

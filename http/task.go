@@ -232,7 +232,7 @@ func (s *Server) handleCreateTask(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.tasksCreated.Inc()
-	if s.cfg.TasksCreated != nil && t.Status == scanfleet.TaskRequested {
+	if s.cfg.TasksCreated != nil {
 		s.cfg.TasksCreated([]*scanfleet.Task{t})
 	}
 	writeJSON(w, http.StatusCreated, t)

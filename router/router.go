@@ -113,15 +113,20 @@ func (r *Router) Wake() { r.loop.Wake() }
 // dispatches them and wakes their pools' workers at once. A submission
 // lost with the process is found again: the first tick after a start
 // dispatches every requested task, and later ticks those that waited past
-// RedispatchAfter.
+// RedispatchAfter. Tasks of other statuses (queued ones) are left out.
 func (r *Router) Submit(tasks []*scanfleet.Task) {
-	if len(tasks) == 0 {
-		return
-	}
+	n := 0
 	r.mu.Lock()
-	r.submitted = append(r.submitted, tasks...)
+	for _, t := range tasks {
+		if t.Status == scanfleet.TaskRequested {
+			r.submitted = append(r.submitted, t)
+			n++
+		}
+	}
 	r.mu.Unlock()
-	r.loop.Wake()
+	if n > 0 {
+		r.loop.Wake()
+	}
 }
 
 // Start runs the router in the background until Stop.

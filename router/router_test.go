@@ -90,7 +90,9 @@ func TestSubmitAndRecover(t *testing.T) {
 
 	tasks, ids = newTasks(t, store, 2)
 	woken = nil
-	r.Submit(tasks)
+	queued := *tasks[0]
+	queued.ID, queued.Status = "not-requested", scanfleet.TaskQueued
+	r.Submit(append(tasks, &queued)) // a queued task is left out
 	require.NoError(t, r.Tick(ctx))
 	require.Equal(t, ids, d.take())
 	require.Equal(t, []scanfleet.Pool{scanfleet.PoolExternal}, woken)

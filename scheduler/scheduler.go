@@ -41,8 +41,9 @@ type Config struct {
 	MaxActive map[scanfleet.Pool]int
 	// MaxActiveTotal bounds them over all pools; 0 is unbounded.
 	MaxActiveTotal int
-	// TasksCreated is called with the requested tasks a tick created or
-	// released, to dispatch them at once (router.Submit). Optional.
+	// TasksCreated is called with the tasks a tick created (queued ones
+	// among them) or released, to dispatch the requested ones at once
+	// (router.Submit). Optional.
 	TasksCreated func([]*scanfleet.Task)
 	// HTTPClient sends webhook deliveries. Default: a client with a 10 s
 	// timeout.
@@ -268,19 +269,10 @@ func (s *Scheduler) release(ctx context.Context, now time.Time) ([]*scanfleet.Ta
 	return released, nil
 }
 
-// submit hands the requested ones of tasks to TasksCreated.
+// submit hands the tasks a tick created or released to TasksCreated.
 func (s *Scheduler) submit(tasks []*scanfleet.Task) {
-	if s.cfg.TasksCreated == nil {
-		return
-	}
-	var requested []*scanfleet.Task
-	for _, t := range tasks {
-		if t.Status == scanfleet.TaskRequested {
-			requested = append(requested, t)
-		}
-	}
-	if len(requested) > 0 {
-		s.cfg.TasksCreated(requested)
+	if s.cfg.TasksCreated != nil && len(tasks) > 0 {
+		s.cfg.TasksCreated(tasks)
 	}
 }
 
