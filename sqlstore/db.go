@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -184,18 +185,33 @@ func (db *DB) batchRows(cols, limit int) int {
 }
 
 // insertRows inserts rows (flattened, cols values each) with head
-// ("INSERT INTO t (a, b) VALUES "), several rows per statement.
+// ("INSERT INTO t (a, b) VALUES "), several rows per statement. The rows
+// go in chunks of a power of two, at most maxChunkRows, so that a few
+// statement texts serve every batch and each is parsed once: parsing a
+// statement of hundreds of rows costs about as much as running it.
 func (db *DB) insertRows(ctx context.Context, q querier, head string, cols int, args []any) error {
-	per := db.batchRows(cols, BatchSize)
+	per := min(db.batchRows(cols, BatchSize), maxChunkRows)
 	for len(args) > 0 {
 		n := min(per, len(args)/cols)
-		if _, err := db.exec(ctx, q, head+valuesList(n, cols), args[:n*cols]...); err != nil {
+		n = 1 << (bits.Len(uint(n)) - 1) // the largest power of two not above n
+		query := db.dialect.Rebind(head + valuesList(n, cols))
+		chunk := args[:n*cols]
+		var err error
+		if st := db.stmts.getAny(ctx, q, query, db.write); st != nil {
+			_, err = st.ExecContext(ctx, chunk...)
+		} else {
+			_, err = q.ExecContext(ctx, query, chunk...)
+		}
+		if err != nil {
 			return err
 		}
 		args = args[n*cols:]
 	}
 	return nil
 }
+
+// maxChunkRows bounds the rows of one of insertRows's statements.
+const maxChunkRows = 64
 
 // BatchSize is how many rows one multi-row INSERT carries at most; fewer
 // when they would pass the dialect's bind-parameter limit.

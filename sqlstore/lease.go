@@ -243,8 +243,12 @@ func (db *DB) FinishTask(ctx context.Context, id, workerID string, c scanfleet.T
 // lost, the attempt is over, a bad status) changes nothing and has its
 // error in errs; the others are applied all the same. The tasks returned
 // carry their id, status, pool, attempts and worker: what the caller
-// needs, without reading each row whole. Each outcome is one UPDATE; the
-// log lines of all of them go in one multi-row INSERT.
+// needs, without reading each row whole.
+//
+// Outcomes that change their rows alike (a batch of short tasks that all
+// finished, say) are one UPDATE over their ids: statements, not rows, are
+// most of the cost of small changes on SQLite. A hand-back is an UPDATE of
+// its own. The log lines of all of them go in multi-row INSERTs.
 func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet.Outcome, now time.Time) ([]*scanfleet.Task, []error, error) {
 	if workerID == "" {
 		return nil, nil, scanfleet.Errorf(scanfleet.EINVALID, "worker id: is empty")
@@ -252,22 +256,65 @@ func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet
 	now = truncTime(now)
 	tasks := make([]*scanfleet.Task, len(outs))
 	errs := make([]error, len(outs))
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		var logs []any
-		// In task id order, as other multi-row updates lock rows, so that
-		// two transactions on PostgreSQL never wait for each other.
-		order := make([]int, len(outs))
-		for i := range order {
-			order[i] = i
+	// In task id order, as other multi-row updates lock rows, so that two
+	// transactions on PostgreSQL never wait for each other.
+	order := make([]int, 0, len(outs))
+	seen := make(map[string]bool, len(outs))
+	for i, o := range outs {
+		if errs[i] = validOutcome(o); errs[i] != nil {
+			continue
 		}
-		sort.SliceStable(order, func(a, b int) bool { return outs[order[a]].TaskID < outs[order[b]].TaskID })
-		for _, i := range order {
-			o := outs[i]
-			t, err := db.finishTask(ctx, tx, workerID, o, now, &logs)
+		if seen[o.TaskID] {
+			// The first ended the task; this one finds it ended.
+			errs[i] = scanfleet.Errorf(scanfleet.ECONFLICT, "task %s: more than one outcome in one batch; the first was applied", o.TaskID)
+			continue
+		}
+		seen[o.TaskID] = true
+		order = append(order, i)
+	}
+	sort.SliceStable(order, func(a, b int) bool { return outs[order[a]].TaskID < outs[order[b]].TaskID })
+	// Outcomes alike: the same change (columns and values) and attempt.
+	type shape struct {
+		set, args string
+		attempt   int
+	}
+	var (
+		shapes []shape
+		groups = map[shape][]int{}
+		alone  []int // hand-backs
+	)
+	for _, i := range order {
+		o := outs[i]
+		if o.Change.Status == scanfleet.TaskRequested {
+			alone = append(alone, i)
+			continue
+		}
+		set, args := finishSet(o, o.Change.Status, now)
+		k := shape{set: set, args: fmt.Sprint(args...), attempt: o.Attempt}
+		if _, ok := groups[k]; !ok {
+			shapes = append(shapes, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		seqs := make([]int64, len(outs)) // each task's last log line
+		for _, k := range shapes {
+			if err := db.finishAlike(ctx, tx, workerID, outs, groups[k], now, tasks, seqs, errs); err != nil {
+				return err
+			}
+		}
+		for _, i := range alone {
+			t, last, err := db.handBack(ctx, tx, workerID, outs[i], now)
 			if err != nil && scanfleet.ErrorCode(err) == scanfleet.EINTERNAL {
 				return err
 			}
-			tasks[i], errs[i] = t, err
+			tasks[i], seqs[i], errs[i] = t, last, err
+		}
+		var logs []any
+		for _, i := range order {
+			if errs[i] == nil {
+				logs = appendLogRows(logs, outs[i].TaskID, outs[i].Logs, seqs[i], micros(now))
+			}
 		}
 		return db.insertRows(ctx, tx, "INSERT INTO task_logs (task_id, seq, ts, line) VALUES ", 4, logs)
 	})
@@ -277,90 +324,148 @@ func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet
 	return tasks, errs, nil
 }
 
-// finishColumns are what FinishTasks reads back of a finished task.
-const finishColumns = "id, status, pool, attempts, worker_id, log_seq"
-
-// finishTask applies one outcome and appends the rows of its log lines to
-// logs (task_id, seq, ts, line).
-func (db *DB) finishTask(ctx context.Context, tx *sql.Tx, workerID string, o scanfleet.Outcome, now time.Time, logs *[]any) (*scanfleet.Task, error) {
+// validOutcome checks what an outcome asks for before the store is
+// touched.
+func validOutcome(o scanfleet.Outcome) error {
 	c := o.Change
 	if !c.Status.Valid() {
 		_, err := scanfleet.ParseTaskStatus(string(c.Status))
-		return nil, err
+		return err
 	}
 	if !scanfleet.CanTransition(scanfleet.TaskStarted, c.Status) {
-		return nil, scanfleet.Errorf(scanfleet.EINVALID, "status: a started task cannot become %s", c.Status)
+		return scanfleet.Errorf(scanfleet.EINVALID, "status: a started task cannot become %s", c.Status)
 	}
 	if p := o.Progress; p != nil && (p.Done < 0 || p.Total < 0) {
-		return nil, scanfleet.Errorf(scanfleet.EINVALID, "progress: done %d and total %d must not be negative", p.Done, p.Total)
+		return scanfleet.Errorf(scanfleet.EINVALID, "progress: done %d and total %d must not be negative", p.Done, p.Total)
 	}
-	n := int64(len(o.Logs))
-	finish := func(to scanfleet.TaskStatus, guard string) (*scanfleet.Task, int64, error) {
-		set := []string{"status = ?", statusTimeColumn(to) + " = ?", "updated_at = ?", "lease_expires_at = NULL"}
-		args := []any{string(to), micros(now), micros(now)}
-		if to == scanfleet.TaskRequested {
-			// A hand-back (a draining worker) is not a failed attempt:
-			// it must not use up the task's retries.
-			set = append(set, "worker_id = ''", "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+	return nil
+}
+
+// finishColumns are what FinishTasks reads back of a finished task.
+const finishColumns = "id, status, pool, attempts, worker_id, log_seq"
+
+// finishSet is the SET clause, and its arguments, that moves a started
+// task to status to with o's output, error, progress and log lines: it
+// sets the status's time and drops the lease. A hand-back (to requested)
+// drops the worker too and gives the attempt back: it is not a failed
+// attempt and must not use up the task's retries. A finished task
+// without an error has its error cleared.
+func finishSet(o scanfleet.Outcome, to scanfleet.TaskStatus, now time.Time) (string, []any) {
+	c := o.Change
+	set := []string{"status = ?", statusTimeColumn(to) + " = ?", "updated_at = ?", "lease_expires_at = NULL"}
+	args := []any{string(to), micros(now), micros(now)}
+	if to == scanfleet.TaskRequested {
+		set = append(set, "worker_id = ''", "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
+	}
+	if c.Output != nil {
+		set = append(set, "output = ?")
+		args = append(args, string(c.Output))
+	}
+	if c.Error != nil {
+		set = append(set, "error = ?")
+		args = append(args, *c.Error)
+	} else if to == scanfleet.TaskFinished {
+		set = append(set, "error = ''")
+	}
+	if o.Progress != nil {
+		set = append(set, "progress_done = ?", "progress_total = ?")
+		args = append(args, o.Progress.Done, o.Progress.Total)
+	}
+	if n := int64(len(o.Logs)); n > 0 {
+		set = append(set, "log_seq = log_seq + ?", "log_truncated = CASE WHEN log_seq + ? > ? THEN TRUE ELSE log_truncated END")
+		args = append(args, n, n, scanfleet.MaxTaskLogLines)
+	}
+	return strings.Join(set, ", "), args
+}
+
+// finishGuard is the WHERE clause every change of a worker's task needs:
+// the task is started, on that worker and, when given, on that attempt.
+func finishGuard(workerID string, attempt int) (string, []any) {
+	if attempt != 0 {
+		return "status = 'started' AND worker_id = ? AND attempts = ?", []any{workerID, attempt}
+	}
+	return "status = 'started' AND worker_id = ?", []any{workerID}
+}
+
+// finishAlike applies the outcomes at idx, which change their rows alike,
+// in one UPDATE (or one per maxClaim of them), and sets their tasks, last
+// log sequence numbers and errors at the same indexes.
+func (db *DB) finishAlike(ctx context.Context, tx *sql.Tx, workerID string, outs []scanfleet.Outcome, idx []int, now time.Time,
+	tasks []*scanfleet.Task, seqs []int64, errs []error) error {
+	first := outs[idx[0]]
+	set, setArgs := finishSet(first, first.Change.Status, now)
+	guard, guardArgs := finishGuard(workerID, first.Attempt)
+	for len(idx) > 0 {
+		part := idx[:min(len(idx), maxClaim)]
+		idx = idx[len(part):]
+		args := append(append([]any{}, setArgs...), guardArgs...)
+		for _, i := range part {
+			args = append(args, outs[i].TaskID)
 		}
-		if c.Output != nil {
-			set = append(set, "output = ?")
-			args = append(args, string(c.Output))
+		rows, err := db.query(ctx, tx, "UPDATE tasks SET "+set+" WHERE "+guard+" AND id IN ("+placeholders(len(part))+") RETURNING "+finishColumns, args...)
+		type done struct {
+			t   *scanfleet.Task
+			seq int64
 		}
-		if c.Error != nil {
-			set = append(set, "error = ?")
-			args = append(args, *c.Error)
-		} else if to == scanfleet.TaskFinished {
-			set = append(set, "error = ''")
+		got := map[string]done{}
+		_, err = scanAll(rows, err, func(r rowScanner) (any, error) {
+			var (
+				t      scanfleet.Task
+				status string
+				pool   string
+				seq    int64
+			)
+			err := r.Scan(&t.ID, &status, &pool, &t.Attempts, &t.WorkerID, &seq)
+			t.Status, t.Pool = scanfleet.TaskStatus(status), scanfleet.Pool(pool)
+			got[t.ID] = done{&t, seq}
+			return nil, err
+		})
+		if err != nil {
+			return fmt.Errorf("finish task: %w", err)
 		}
-		if o.Progress != nil {
-			set = append(set, "progress_done = ?", "progress_total = ?")
-			args = append(args, o.Progress.Done, o.Progress.Total)
+		for _, i := range part {
+			if d, ok := got[outs[i].TaskID]; ok {
+				tasks[i], seqs[i] = d.t, d.seq
+			} else if errs[i] = db.leaseLost(ctx, tx, "finish task", outs[i].TaskID, workerID, outs[i].Attempt); scanfleet.ErrorCode(errs[i]) == scanfleet.EINTERNAL {
+				return errs[i]
+			}
 		}
-		if n > 0 {
-			set = append(set, "log_seq = log_seq + ?", "log_truncated = CASE WHEN log_seq + ? > ? THEN TRUE ELSE log_truncated END")
-			args = append(args, n, n, scanfleet.MaxTaskLogLines)
-		}
-		args = append(args, o.TaskID, workerID)
-		if o.Attempt != 0 {
-			guard += " AND attempts = ?"
-			args = append(args, o.Attempt)
-		}
+	}
+	return nil
+}
+
+// handBack gives a task back to its pool, or ends it cancelled if its
+// cancel was requested meanwhile, as its user asked, and returns it with
+// its last log sequence number.
+func (db *DB) handBack(ctx context.Context, tx *sql.Tx, workerID string, o scanfleet.Outcome, now time.Time) (*scanfleet.Task, int64, error) {
+	finish := func(to scanfleet.TaskStatus, cancelRequested string) (*scanfleet.Task, int64, error) {
+		set, args := finishSet(o, to, now)
+		guard, guardArgs := finishGuard(workerID, o.Attempt)
+		args = append(append(args, guardArgs...), o.TaskID)
 		var (
 			t      scanfleet.Task
 			status string
 			pool   string
 			seq    int64
 		)
-		err := db.queryRow(ctx, tx, "UPDATE tasks SET "+strings.Join(set, ", ")+
-			" WHERE id = ? AND status = 'started' AND worker_id = ?"+guard+" RETURNING "+finishColumns, args...).
-			Scan(&t.ID, &status, &pool, &t.Attempts, &t.WorkerID, &seq)
+		err := db.queryRow(ctx, tx, "UPDATE tasks SET "+set+" WHERE "+guard+" AND id = ? AND cancel_requested = "+cancelRequested+
+			" RETURNING "+finishColumns, args...).Scan(&t.ID, &status, &pool, &t.Attempts, &t.WorkerID, &seq)
 		t.Status, t.Pool = scanfleet.TaskStatus(status), scanfleet.Pool(pool)
 		return &t, seq, err
 	}
-	var (
-		t    *scanfleet.Task
-		last int64
-		err  error
-	)
-	if c.Status == scanfleet.TaskRequested {
-		// cancel_requested only ever turns on while the task is started,
-		// so when the hand-back misses, a cancel request is the one thing
-		// besides a lost lease that can be in the way.
-		t, last, err = finish(scanfleet.TaskRequested, " AND cancel_requested = FALSE")
-		if errors.Is(err, sql.ErrNoRows) {
-			t, last, err = finish(scanfleet.TaskCancelled, " AND cancel_requested = TRUE")
-		}
-	} else {
-		t, last, err = finish(c.Status, "")
+	// cancel_requested only ever turns on while the task is started, so
+	// when the hand-back misses, a cancel request is the one thing besides
+	// a lost lease that can be in the way.
+	t, last, err := finish(scanfleet.TaskRequested, "FALSE")
+	if errors.Is(err, sql.ErrNoRows) {
+		t, last, err = finish(scanfleet.TaskCancelled, "TRUE")
 	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, db.leaseLost(ctx, tx, "finish task", o.TaskID, workerID, o.Attempt)
+		return nil, 0, db.leaseLost(ctx, tx, "finish task", o.TaskID, workerID, o.Attempt)
 	} else if err != nil {
-		return nil, fmt.Errorf("finish task: %w", err)
+		return nil, 0, fmt.Errorf("finish task: %w", err)
 	}
-	*logs = appendLogRows(*logs, o.TaskID, o.Logs, last, micros(now))
-	return t, nil
+	return t, last, nil
 }
 
 // ExpireLeases ends, in one transaction, every started task whose lease

@@ -32,6 +32,15 @@ type stmtCache struct {
 // nil when the query is not cached and cannot be: the caller then runs it
 // directly.
 func (c *stmtCache) get(ctx context.Context, q querier, query string, txPool *sql.DB) *sql.Stmt {
+	if strings.Count(query, "?")+strings.Count(query, "$") > maxCachedParams {
+		return nil // a long list of values: its text changes with its length
+	}
+	return c.getAny(ctx, q, query, txPool)
+}
+
+// getAny is get for a query of any length: one of the few texts of
+// insertRows's chunks, say.
+func (c *stmtCache) getAny(ctx context.Context, q querier, query string, txPool *sql.DB) *sql.Stmt {
 	var (
 		pool *sql.DB
 		tx   *sql.Tx
@@ -43,9 +52,6 @@ func (c *stmtCache) get(ctx context.Context, q querier, query string, txPool *sq
 		pool, tx = txPool, x
 	default:
 		return nil
-	}
-	if strings.Count(query, "?")+strings.Count(query, "$") > maxCachedParams {
-		return nil // a long list of values: its text changes with its length
 	}
 	c.mu.Lock()
 	if c.stmts == nil {
@@ -108,7 +114,7 @@ func (c *stmtCache) prepareWanted(ctx context.Context, pool *sql.DB) {
 	delete(c.wanted, pool)
 	c.mu.Unlock()
 	for q := range queries {
-		_ = c.get(ctx, pool, q, nil)
+		_ = c.getAny(ctx, pool, q, nil)
 	}
 }
 
