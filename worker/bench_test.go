@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sort"
 	"testing"
@@ -22,20 +23,24 @@ import (
 // the server creates them, requested in their pool) → dispatched →
 // claimed → run → finished stored. It reports tasks/s and the p50/p99 of
 // created-to-finished latency and then, in the same run, raw JetStream's
-// rate on as many messages (rawJetStream) and the ratio of the two
-// (of-raw).
+// rate on as many messages (rawJetStream), pipelined and one at a time,
+// and the ratio of dispatch to each (of-raw, of-raw-sync). Two workers
+// run the tasks, with 64 and with 256 slots each: more tasks in flight make
+// larger claims and reports, one store statement for more tasks.
 //
 //	go test -run '^$' -bench Dispatch -benchtime 10000x -count 3 ./worker/
 func BenchmarkDispatch(b *testing.B) {
 	for _, tr := range transports {
-		b.Run(tr, func(b *testing.B) { benchDispatch(b, tr) })
+		for _, slots := range []int{64, 256} {
+			b.Run(fmt.Sprintf("%s/slots=%d", tr, slots), func(b *testing.B) { benchDispatch(b, tr, slots) })
+		}
 	}
 }
 
-func benchDispatch(b *testing.B, transport string) {
+func benchDispatch(b *testing.B, transport string, slots int) {
 	r := newRig(b, scanfleet.DefaultLease, transport)
 	for range 2 {
-		r.start(worker.Config{Concurrency: 64})
+		r.start(worker.Config{Concurrency: slots})
 	}
 	ctx := context.Background()
 	in, _ := json.Marshal(scanfleet.TaskInput{Type: "noop", Workspace: "acme", Args: map[string]any{}})
@@ -80,29 +85,38 @@ func benchDispatch(b *testing.B, transport string) {
 	// loop, which looks seldom, noticed.
 	elapsed := lat[len(lat)-1]
 	rate := float64(b.N) / elapsed.Seconds()
-	raw := rawJetStream(b, b.N)
+	raw := rawJetStream(b, b.N, false)
+	rawSync := rawJetStream(b, b.N, true)
 	b.ReportMetric(rate, "tasks/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
 	b.ReportMetric(raw, "raw-msgs/s")
 	b.ReportMetric(rate/raw, "of-raw")
+	b.ReportMetric(rawSync, "raw-sync-msgs/s")
+	b.ReportMetric(rate/rawSync, "of-raw-sync")
 }
 
 // BenchmarkRawJetStream is the peer of BenchmarkDispatch on its own (which
-// measures it too, after each transport, and reports the ratio): b.N
+// measures it too, after each transport, and reports the ratios): b.N
 // messages of a dispatch's size published to a work-queue stream on an
 // embedded NATS server and pulled and acked, with nothing stored anywhere
-// else.
+// else, pipelined and one at a time.
 //
 //	go test -run '^$' -bench RawJetStream -benchtime 10000x ./worker/
 func BenchmarkRawJetStream(b *testing.B) {
-	b.ReportMetric(rawJetStream(b, b.N), "msgs/s")
+	b.ReportMetric(rawJetStream(b, b.N, false), "msgs/s")
+	b.ReportMetric(rawJetStream(b, b.N, true), "sync-msgs/s")
 }
 
-// rawJetStream publishes n messages asynchronously (waiting for every
-// publish acknowledgment), then pulls them 256 at a time and acks each,
-// and returns messages per second over the whole.
-func rawJetStream(b *testing.B, n int) float64 {
+// rawJetStream returns messages per second over publishing n messages to
+// a work-queue stream on disk and pulling them 256 at a time and acking
+// each. Pipelined (sync false), the publishes are asynchronous and the acks
+// plain: the engine's best rate. One at a time (sync true), each publish
+// waits for its acknowledgment and each ack for the server's confirmation
+// (double ack): the rate of a dispatcher that knows each message is
+// stored, and each consumer that knows its ack was, before going on, as
+// the dispatch path does for every task.
+func rawJetStream(b *testing.B, n int, sync bool) float64 {
 	ctx := context.Background()
 	ns, err := natsbus.StartServer(ctx, natsbus.ServerConfig{Addr: "127.0.0.1:-1", Logger: slog.New(slog.DiscardHandler),
 		Authenticate: func(string, string) (string, string, bool) { return "", "", false }})
@@ -120,6 +134,11 @@ func rawJetStream(b *testing.B, n int) float64 {
 	payload := []byte(`{"task_id":"01a1fdb5-470f-7245-a004-790f81419c25","attempt":1}`)
 	start := time.Now()
 	for range n {
+		if sync {
+			_, err := js.Publish(ctx, "raw.external._", payload)
+			require.NoError(b, err)
+			continue
+		}
 		_, err := js.PublishAsync("raw.external._", payload)
 		require.NoError(b, err)
 	}
@@ -132,7 +151,11 @@ func rawJetStream(b *testing.B, n int) float64 {
 		batch, err := cons.Fetch(min(256, n-got), jetstream.FetchMaxWait(time.Second))
 		require.NoError(b, err)
 		for m := range batch.Messages() {
-			require.NoError(b, m.Ack())
+			if sync {
+				require.NoError(b, m.DoubleAck(ctx))
+			} else {
+				require.NoError(b, m.Ack())
+			}
 			got++
 		}
 	}
