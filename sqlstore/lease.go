@@ -19,8 +19,8 @@ import (
 // the task is read to say why. Statuses are written as literals so that
 // the planner can use the partial indexes of migration 00003.
 
-// maxClaim bounds how many tasks one ClaimNext takes.
-const maxClaim = BatchSize
+// maxClaim bounds how many tasks one claim takes.
+const maxClaim = scanfleet.MaxClaim
 
 // claimSet starts a requested task on a worker: one more attempt, a fresh
 // lease, and the progress and cancel flag of an earlier attempt cleared.

@@ -231,7 +231,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 			}
 		}()
-		as, cmds, err := w.cfg.Source.Next(pollCtx, free, wait, scanfleet.Heartbeat{Running: n, Session: w.session})
+		// A worker of more slots than one claim takes (the server refuses
+		// more) fills them over several polls.
+		as, cmds, err := w.cfg.Source.Next(pollCtx, min(free, scanfleet.MaxClaim), wait, scanfleet.Heartbeat{Running: n, Session: w.session})
 		interrupted := pollCtx.Err() != nil
 		stopPoll()
 		if ctx.Err() != nil {

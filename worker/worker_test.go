@@ -886,3 +886,31 @@ func TestSlotFreesBeforeReport(t *testing.T) {
 			"the second task started at %s, after the first was stored finished at %s", b.StartedAt, a.FinishedAt)
 	})
 }
+
+// TestMoreSlotsThanOneClaim runs a worker of more slots than one claim
+// takes: it must ask in several claims, not in one the server refuses (the
+// HTTP poll refused a max over 1000 at every poll, and the worker never
+// ran a task).
+func TestMoreSlotsThanOneClaim(t *testing.T) {
+	t.Parallel()
+	eachTransport(t, func(t *testing.T, tr string) {
+		r := newRig(t, scanfleet.DefaultLease, tr)
+		r.start(worker.Config{Concurrency: 1200})
+		ctx := context.Background()
+		in, err := json.Marshal(scanfleet.TaskInput{Type: "noop", Workspace: "acme", Args: map[string]any{}})
+		require.NoError(t, err)
+		tasks := make([]*scanfleet.Task, 1200)
+		now := time.Now()
+		for i := range tasks {
+			tasks[i] = &scanfleet.Task{ID: scanfleet.NewTaskID(), Type: "noop", Workspace: "acme", Pool: scanfleet.PoolExternal,
+				Status: scanfleet.TaskRequested, MaxAttempts: 3, Input: in, CreatedAt: now, RequestedAt: &now, UpdatedAt: now}
+		}
+		require.NoError(t, r.store.CreateTasks(ctx, tasks))
+		r.router.Submit(tasks)
+		require.Eventually(t, func() bool {
+			counts, err := r.store.CountTasksByStatus(ctx)
+			require.NoError(t, err)
+			return counts[scanfleet.TaskFinished] == int64(len(tasks))
+		}, 60*time.Second, 100*time.Millisecond)
+	})
+}
