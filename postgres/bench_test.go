@@ -22,9 +22,14 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // BenchmarkLifecycle measures the store's share of each task in the
-// dispatch benchmark: create, claim and finish, in microseconds a task.
+// dispatch benchmark: create, claim (by id, or the next requested) and
+// finish, in microseconds a task.
 //
 //	TEST_DATABASE_URL=postgres://… go test -run '^$' -bench Lifecycle -benchtime 3x ./postgres
 func BenchmarkLifecycle(b *testing.B) {
-	storetest.BenchLifecycle(b, open(b), 10000)
+	for _, next := range []bool{false, true} {
+		b.Run(map[bool]string{false: "by-id", true: "next"}[next], func(b *testing.B) {
+			storetest.BenchLifecycle(b, open(b), 10000, next)
+		})
+	}
 }

@@ -13,12 +13,14 @@ import (
 
 // BenchLifecycle measures the store's share of a task's life, as the
 // dispatch benchmark (worker.BenchmarkDispatch) drives it: n requested
-// no-op tasks created 500 at a time, claimed by id 64 at a time, and
-// finished with two log lines each 64 at a time. It reports the
+// no-op tasks created 500 at a time, claimed 64 at a time (by id, as NATS
+// workers claim their dispatches, or with next the oldest requested, as
+// the HTTP long poll does), and finished with two log lines each 64 at a
+// time. It reports the
 // microseconds each step costs a task (create-us, claim-us, finish-us).
 // On SQLite these are the one writer's time per task, which bounds the
 // whole system's tasks/s.
-func BenchLifecycle(b *testing.B, s scanfleet.Store, n int) {
+func BenchLifecycle(b *testing.B, s scanfleet.Store, n int, next bool) {
 	ctx := context.Background()
 	ws := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	if err := s.CreateWorkspace(ctx, &scanfleet.Workspace{Name: ws}); err != nil {
@@ -44,17 +46,22 @@ func BenchLifecycle(b *testing.B, s scanfleet.Store, n int) {
 			}
 		}
 		t1 := time.Now()
-		f := scanfleet.ClaimFilter{Pool: scanfleet.PoolExternal, Types: []string{"noop"}}
+		f := scanfleet.ClaimFilter{Pool: scanfleet.PoolExternal, Types: []string{"noop"}, Max: 64}
 		for part := range slices.Chunk(tasks, 64) {
-			ids := make([]string, len(part))
-			for i, t := range part {
-				ids[i] = t.ID
+			var got []*scanfleet.Task
+			if next {
+				got, err = s.ClaimNext(ctx, f, "bench", time.Minute, time.Now())
+			} else {
+				ids := make([]string, len(part))
+				for i, t := range part {
+					ids[i] = t.ID
+				}
+				got, err = s.ClaimTasks(ctx, ids, f, "bench", time.Minute, time.Now())
 			}
-			got, err := s.ClaimTasks(ctx, ids, f, "bench", time.Minute, time.Now())
 			if err != nil {
 				b.Fatal(err)
-			} else if len(got) != len(ids) {
-				b.Fatalf("claimed %d of %d tasks", len(got), len(ids))
+			} else if len(got) != len(part) {
+				b.Fatalf("claimed %d of %d tasks", len(got), len(part))
 			}
 		}
 		t2 := time.Now()
