@@ -516,6 +516,44 @@ var leaseTests = map[string]func(*testing.T, scanfleet.Store){
 		_, _, err = s.FinishTasks(ctx, "", outs, now)
 		requireCode(t, err, scanfleet.EINVALID, "worker id: is empty")
 	},
+	"FinishBatchAlike": func(t *testing.T, s scanfleet.Store) {
+		// Outcomes that change their rows alike are applied together; one
+		// that the store refuses among them does not hold the others up,
+		// and a second outcome for the same task is refused, not applied
+		// twice.
+		ctx := t.Context()
+		createWorkspace(t, s, "a")
+		var held []*scanfleet.Task
+		for range 4 {
+			task := createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0]
+			held = append(held, claim(t, s, task, "w1", t0))
+		}
+		other := claim(t, s, createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0], "w2", t0)
+		done := func(id string) scanfleet.Outcome {
+			return scanfleet.Outcome{TaskID: id, Attempt: 1, Change: scanfleet.TaskChange{Status: scanfleet.TaskFinished},
+				Logs: []string{"done " + id}, Progress: &scanfleet.Progress{Done: 1, Total: 1}}
+		}
+		outs := []scanfleet.Outcome{done(held[2].ID), done(held[0].ID), done(other.ID), done(held[1].ID), done(held[0].ID), done(held[3].ID)}
+		tasks, errs, err := s.FinishTasks(ctx, "w1", outs, at(time.Minute))
+		require.NoError(t, err)
+		for _, i := range []int{0, 1, 3, 5} {
+			require.NoError(t, errs[i])
+			require.Equal(t, outs[i].TaskID, tasks[i].ID)
+			require.Equal(t, scanfleet.TaskFinished, tasks[i].Status)
+			stored, err := s.FindTask(ctx, outs[i].TaskID)
+			require.NoError(t, err)
+			require.Equal(t, scanfleet.TaskFinished, stored.Status)
+			require.Equal(t, scanfleet.Progress{Done: 1, Total: 1}, stored.Progress)
+			logs, err := s.ListTaskLogs(ctx, outs[i].TaskID, 0, 10)
+			require.NoError(t, err)
+			require.Len(t, logs, 1)
+			require.Equal(t, "done "+outs[i].TaskID, logs[0].Line)
+		}
+		requireCode(t, errs[2], scanfleet.ECONFLICT, fmt.Sprintf("task %s is held by another worker; worker w1 lost its lease", other.ID))
+		requireStored(t, s, other)
+		requireCode(t, errs[4], scanfleet.ECONFLICT, fmt.Sprintf("task %s: more than one outcome in one batch; the first was applied", held[0].ID))
+		require.Nil(t, tasks[4])
+	},
 	"Expire": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
 		createWorkspace(t, s, "a")
