@@ -17,16 +17,16 @@ type ClaimFilter struct {
 	Max   int
 }
 
-// LeaseStore is the part of the store that runs tasks: workers claim
-// requested tasks, hold them with a renewed lease, and finish them; the
-// server expires lapsed leases and cancels on request. Every change is
-// guarded by the task's status and holder, so a worker that lost its lease
-// can no longer change the task.
 // MaxClaim is the most tasks one claim takes: ClaimNext returns at most
 // this many, ClaimTasks refuses more ids, and a worker with more free slots
 // asks in several claims.
 const MaxClaim = 500
 
+// LeaseStore is the part of the store that runs tasks: workers claim
+// requested tasks, hold them with a renewed lease, and finish them; the
+// server expires lapsed leases and cancels on request. Every change is
+// guarded by the task's status and holder, so a worker that lost its lease
+// can no longer change the task.
 type LeaseStore interface {
 	// ClaimTask starts task id on workerID if it is requested: attempts+1,
 	// a lease until now+lease. Anything else is ECONFLICT (the dispatch
