@@ -279,8 +279,8 @@ func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet
 		attempt   int
 	}
 	var (
-		shapes []shape
-		groups = map[shape][]int{}
+		groups []*alike
+		byKey  = map[shape]*alike{}
 		alone  []int // hand-backs
 	)
 	for _, i := range order {
@@ -291,15 +291,18 @@ func (db *DB) FinishTasks(ctx context.Context, workerID string, outs []scanfleet
 		}
 		set, args := finishSet(o, o.Change.Status, now)
 		k := shape{set: set, args: fmt.Sprint(args...), attempt: o.Attempt}
-		if _, ok := groups[k]; !ok {
-			shapes = append(shapes, k)
+		g := byKey[k]
+		if g == nil {
+			g = &alike{set: set, args: args, attempt: o.Attempt}
+			byKey[k] = g
+			groups = append(groups, g)
 		}
-		groups[k] = append(groups[k], i)
+		g.idx = append(g.idx, i)
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		seqs := make([]int64, len(outs)) // each task's last log line
-		for _, k := range shapes {
-			if err := db.finishAlike(ctx, tx, workerID, outs, groups[k], now, tasks, seqs, errs); err != nil {
+		for _, g := range groups {
+			if err := db.finishAlike(ctx, tx, workerID, outs, g, tasks, seqs, errs); err != nil {
 				return err
 			}
 		}
@@ -357,14 +360,8 @@ func finishSet(o scanfleet.Outcome, to scanfleet.TaskStatus, now time.Time) (str
 	if to == scanfleet.TaskRequested {
 		set = append(set, "worker_id = ''", "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END")
 	}
-	if c.Output != nil {
-		set = append(set, "output = ?")
-		args = append(args, string(c.Output))
-	}
-	if c.Error != nil {
-		set = append(set, "error = ?")
-		args = append(args, *c.Error)
-	} else if to == scanfleet.TaskFinished {
+	set, args = setOutcome(set, args, c)
+	if c.Error == nil && to == scanfleet.TaskFinished {
 		set = append(set, "error = ''")
 	}
 	if o.Progress != nil {
@@ -387,37 +384,37 @@ func finishGuard(workerID string, attempt int) (string, []any) {
 	return "status = 'started' AND worker_id = ?", []any{workerID}
 }
 
-// finishAlike applies the outcomes at idx, which change their rows alike,
-// in one UPDATE (or one per maxClaim of them), and sets their tasks, last
-// log sequence numbers and errors at the same indexes.
-func (db *DB) finishAlike(ctx context.Context, tx *sql.Tx, workerID string, outs []scanfleet.Outcome, idx []int, now time.Time,
+// alike is outcomes that change their rows alike: the same SET clause
+// and arguments (finishSet), and the same attempt.
+type alike struct {
+	set     string
+	args    []any
+	attempt int
+	idx     []int // the outcomes' indexes
+}
+
+// finishAlike applies the outcomes of g in one UPDATE (or one per
+// maxClaim of them), and sets their tasks, last log sequence numbers and
+// errors at the same indexes.
+func (db *DB) finishAlike(ctx context.Context, tx *sql.Tx, workerID string, outs []scanfleet.Outcome, g *alike,
 	tasks []*scanfleet.Task, seqs []int64, errs []error) error {
-	first := outs[idx[0]]
-	set, setArgs := finishSet(first, first.Change.Status, now)
-	guard, guardArgs := finishGuard(workerID, first.Attempt)
-	for len(idx) > 0 {
-		part := idx[:min(len(idx), maxClaim)]
-		idx = idx[len(part):]
-		args := append(append([]any{}, setArgs...), guardArgs...)
+	guard, guardArgs := finishGuard(workerID, g.attempt)
+	for part := range slices.Chunk(g.idx, maxClaim) {
+		args := append(append([]any{}, g.args...), guardArgs...)
 		for _, i := range part {
 			args = append(args, outs[i].TaskID)
 		}
-		rows, err := db.query(ctx, tx, "UPDATE tasks SET "+set+" WHERE "+guard+" AND id IN ("+placeholders(len(part))+") RETURNING "+finishColumns, args...)
+		rows, err := db.query(ctx, tx, "UPDATE tasks SET "+g.set+" WHERE "+guard+" AND id IN ("+placeholders(len(part))+") RETURNING "+finishColumns, args...)
 		type done struct {
 			t   *scanfleet.Task
 			seq int64
 		}
 		got := map[string]done{}
 		_, err = scanAll(rows, err, func(r rowScanner) (any, error) {
-			var (
-				t      scanfleet.Task
-				status string
-				pool   string
-				seq    int64
-			)
-			err := r.Scan(&t.ID, &status, &pool, &t.Attempts, &t.WorkerID, &seq)
-			t.Status, t.Pool = scanfleet.TaskStatus(status), scanfleet.Pool(pool)
-			got[t.ID] = done{&t, seq}
+			t, seq, err := scanFinished(r)
+			if err == nil {
+				got[t.ID] = done{t, seq}
+			}
 			return nil, err
 		})
 		if err != nil {
@@ -434,6 +431,20 @@ func (db *DB) finishAlike(ctx context.Context, tx *sql.Tx, workerID string, outs
 	return nil
 }
 
+// scanFinished reads a row of finishColumns: the task as FinishTasks
+// returns it, and its last log sequence number.
+func scanFinished(r rowScanner) (*scanfleet.Task, int64, error) {
+	var (
+		t      scanfleet.Task
+		status string
+		pool   string
+		seq    int64
+	)
+	err := r.Scan(&t.ID, &status, &pool, &t.Attempts, &t.WorkerID, &seq)
+	t.Status, t.Pool = scanfleet.TaskStatus(status), scanfleet.Pool(pool)
+	return &t, seq, err
+}
+
 // handBack gives a task back to its pool, or ends it cancelled if its
 // cancel was requested meanwhile, as its user asked, and returns it with
 // its last log sequence number.
@@ -442,16 +453,8 @@ func (db *DB) handBack(ctx context.Context, tx *sql.Tx, workerID string, o scanf
 		set, args := finishSet(o, to, now)
 		guard, guardArgs := finishGuard(workerID, o.Attempt)
 		args = append(append(args, guardArgs...), o.TaskID)
-		var (
-			t      scanfleet.Task
-			status string
-			pool   string
-			seq    int64
-		)
-		err := db.queryRow(ctx, tx, "UPDATE tasks SET "+set+" WHERE "+guard+" AND id = ? AND cancel_requested = "+cancelRequested+
-			" RETURNING "+finishColumns, args...).Scan(&t.ID, &status, &pool, &t.Attempts, &t.WorkerID, &seq)
-		t.Status, t.Pool = scanfleet.TaskStatus(status), scanfleet.Pool(pool)
-		return &t, seq, err
+		return scanFinished(db.queryRow(ctx, tx, "UPDATE tasks SET "+set+" WHERE "+guard+" AND id = ? AND cancel_requested = "+cancelRequested+
+			" RETURNING "+finishColumns, args...))
 	}
 	// cancel_requested only ever turns on while the task is started, so
 	// when the hand-back misses, a cancel request is the one thing besides

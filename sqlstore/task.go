@@ -278,14 +278,7 @@ func (db *DB) TransitionTask(ctx context.Context, id string, c scanfleet.TaskCha
 		set = append(set, "worker_id = ?")
 		args = append(args, *c.WorkerID)
 	}
-	if c.Output != nil {
-		set = append(set, "output = ?")
-		args = append(args, string(c.Output))
-	}
-	if c.Error != nil {
-		set = append(set, "error = ?")
-		args = append(args, *c.Error)
-	}
+	set, args = setOutcome(set, args, c)
 	args = append(args, id)
 	for _, s := range sources {
 		args = append(args, string(s))
@@ -322,6 +315,20 @@ const (
 	defaultLogLimit = 1000
 	maxLogLimit     = 10000
 )
+
+// setOutcome appends to a SET clause and its arguments the output and
+// error c gives, where it gives them.
+func setOutcome(set []string, args []any, c scanfleet.TaskChange) ([]string, []any) {
+	if c.Output != nil {
+		set = append(set, "output = ?")
+		args = append(args, string(c.Output))
+	}
+	if c.Error != nil {
+		set = append(set, "error = ?")
+		args = append(args, *c.Error)
+	}
+	return set, args
+}
 
 // AppendTaskLogs stores lines as the task's next log lines, numbered on
 // from the last one, up to scanfleet.MaxTaskLogLines. The line that would
