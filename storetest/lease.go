@@ -463,13 +463,7 @@ var leaseTests = map[string]func(*testing.T, scanfleet.Store){
 	},
 	"FinishBatch": func(t *testing.T, s scanfleet.Store) {
 		ctx := t.Context()
-		createWorkspace(t, s, "a")
-		var held []*scanfleet.Task
-		for range 4 {
-			task := createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0]
-			held = append(held, claim(t, s, task, "w1", t0))
-		}
-		other := claim(t, s, createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0], "w2", t0)
+		held, other := heldBatch(t, s)
 		now := at(time.Minute)
 		msg := "boom"
 		outs := []scanfleet.Outcome{
@@ -522,13 +516,7 @@ var leaseTests = map[string]func(*testing.T, scanfleet.Store){
 		// and a second outcome for the same task is refused, not applied
 		// twice.
 		ctx := t.Context()
-		createWorkspace(t, s, "a")
-		var held []*scanfleet.Task
-		for range 4 {
-			task := createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0]
-			held = append(held, claim(t, s, task, "w1", t0))
-		}
-		other := claim(t, s, createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0], "w2", t0)
+		held, other := heldBatch(t, s)
 		done := func(id string) scanfleet.Outcome {
 			return scanfleet.Outcome{TaskID: id, Attempt: 1, Change: scanfleet.TaskChange{Status: scanfleet.TaskFinished},
 				Logs: []string{"done " + id}, Progress: &scanfleet.Progress{Done: 1, Total: 1}}
@@ -876,4 +864,16 @@ var leaseTests = map[string]func(*testing.T, scanfleet.Store){
 		id := scanfleet.NewTaskID()
 		requireCode(t, s.AddTaskRecords(ctx, id, 1), scanfleet.ENOTFOUND, fmt.Sprintf("task %q not found", id))
 	},
+}
+
+// heldBatch makes workspace "a" with four tasks claimed by w1 (held) and
+// one by w2 (other), for the finish batch tests.
+func heldBatch(t *testing.T, s scanfleet.Store) (held []*scanfleet.Task, other *scanfleet.Task) {
+	t.Helper()
+	createWorkspace(t, s, "a")
+	for range 4 {
+		task := createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0]
+		held = append(held, claim(t, s, task, "w1", t0))
+	}
+	return held, claim(t, s, createTasks(t, s, requestedTask("a", scanfleet.PoolExternal, "", "noop"))[0], "w2", t0)
 }
