@@ -21,10 +21,11 @@ type ScheduleStore interface {
 	// done (created, queued, requested or started), or nil, and when the
 	// newest finished or failed one ended (nil when none did).
 	ScanRunState(ctx context.Context, scanID, workspace string) (inFlight *Task, lastEnd *time.Time, err error)
-	// RunStates returns, for every scan and workspace that has tasks,
-	// whether one is not done and when the newest finished or failed one
-	// ended: ScanRunState for all of them in one pass.
-	RunStates(ctx context.Context) (map[RunKey]RunState, error)
+	// RunStates returns, for each of keys, whether a task is not done and
+	// when the newest finished or failed one ended: ScanRunState for many
+	// runs at once. A key without tasks has the zero RunState. Its cost
+	// grows with the keys, not with the tasks that ended long ago.
+	RunStates(ctx context.Context, keys []RunKey) (map[RunKey]RunState, error)
 	// AcquireLease takes or renews the named lease for holder until
 	// now+ttl; it reports false while another holder's lease runs.
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)

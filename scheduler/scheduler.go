@@ -292,7 +292,13 @@ func (s *Scheduler) startDue(ctx context.Context, now time.Time) error {
 		}
 		cursor = next
 	}
-	states, err := s.store.RunStates(ctx)
+	var keys []scanfleet.RunKey
+	for _, scan := range scans {
+		for _, ws := range scan.Workspaces {
+			keys = append(keys, scanfleet.RunKey{ScanID: scan.ID, Workspace: ws})
+		}
+	}
+	states, err := s.store.RunStates(ctx, keys)
 	if err != nil {
 		return fmt.Errorf("run states: %w", err)
 	}

@@ -30,3 +30,9 @@ func BenchmarkLifecycle(b *testing.B) {
 	b.Run("by-id", func(b *testing.B) { storetest.BenchLifecycle(b, open(b), 10000, false) })
 	b.Run("next", func(b *testing.B) { storetest.BenchLifecycle(b, open(b), 10000, true) })
 }
+
+// BenchmarkRunStates compares the scheduler's questions about a scan's
+// runs in a workspace with 100,000 ended tasks and in one with ten.
+//
+//	go test -run '^$' -bench RunStates -benchtime 200x ./sqlite
+func BenchmarkRunStates(b *testing.B) { storetest.BenchRunStates(b, open(b), 100000) }

@@ -291,8 +291,7 @@ func (db *DB) CreateScanTasks(ctx context.Context, scanID string, tasks []*scanf
 			}
 			seen[t.Workspace] = true
 			var id string
-			err := db.queryRow(ctx, tx, "SELECT id FROM tasks WHERE scan_id = ? AND workspace = ? "+
-				"AND status IN ('created', 'queued', 'requested', 'started') LIMIT 1", scanID, t.Workspace).Scan(&id)
+			err := db.queryRow(ctx, tx, "SELECT id "+inFlightTask, scanID, t.Workspace).Scan(&id)
 			if err == nil {
 				return scanfleet.Errorf(scanfleet.ECONFLICT, "scan %s already has a run in flight in workspace %s (task %s)", scanID, t.Workspace, id)
 			} else if !errors.Is(err, sql.ErrNoRows) {

@@ -61,47 +61,75 @@ func (db *DB) ReleaseQueued(ctx context.Context, pool scanfleet.Pool, max int, n
 	return out, wrap("release queued tasks", err)
 }
 
+// scanTaskActive is the condition of a scan's task that is not done, as
+// the partial index tasks_scan_active (migration 00007) states it. Queries
+// write it word for word, parameters apart, so that SQLite's planner sees
+// that the index covers them.
+const scanTaskActive = "scan_id <> '' AND status IN ('created', 'queued', 'requested', 'started')"
+
+// runStateQuery reads one run's state: whether a task is in flight, and
+// when the newest finished and the newest failed task ended. Each part is
+// a seek in a partial index of migration 00007, however long the scan's
+// history. The ends are written as ORDER BY … LIMIT 1 rather than MAX:
+// PostgreSQL reads every entry for MAX when its statistics think there are
+// few.
+const runStateQuery = "SELECT EXISTS (SELECT 1 FROM tasks WHERE scan_id = ? AND workspace = ? AND " + scanTaskActive + "), " +
+	"(SELECT finished_at FROM tasks WHERE scan_id = ? AND workspace = ? AND scan_id <> '' AND status = 'finished' " +
+	"AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1), " +
+	"(SELECT failed_at FROM tasks WHERE scan_id = ? AND workspace = ? AND scan_id <> '' AND status = 'failed' " +
+	"AND failed_at IS NOT NULL ORDER BY failed_at DESC LIMIT 1)"
+
+// inFlightTask selects the oldest task of a scan (the first parameter)
+// in a workspace (the second) that is not done.
+const inFlightTask = "FROM tasks WHERE scan_id = ? AND workspace = ? AND " + scanTaskActive + " ORDER BY id LIMIT 1"
+
 // ScanRunState implements scanfleet.ScheduleStore.
 func (db *DB) ScanRunState(ctx context.Context, scanID, workspace string) (*scanfleet.Task, *time.Time, error) {
-	t, err := scanTask(db.queryRow(ctx, db.read, "SELECT "+taskColumns+" FROM tasks WHERE scan_id = ? AND workspace = ? "+
-		"AND status IN ('created', 'queued', 'requested', 'started') ORDER BY id LIMIT 1", scanID, workspace))
+	t, err := scanTask(db.queryRow(ctx, db.read, "SELECT "+taskColumns+" "+inFlightTask, scanID, workspace))
 	if err == nil {
 		return t, nil, nil
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("scan run state: %w", err)
 	}
-	var end sql.NullInt64
-	err = db.queryRow(ctx, db.read, "SELECT MAX(CASE WHEN status = 'finished' THEN finished_at ELSE failed_at END) FROM tasks "+
-		"WHERE scan_id = ? AND workspace = ? AND status IN ('finished', 'failed')", scanID, workspace).Scan(&end)
+	st, err := db.runState(ctx, scanfleet.RunKey{ScanID: scanID, Workspace: workspace})
 	if err != nil {
 		return nil, nil, fmt.Errorf("scan run state: %w", err)
 	}
-	return nil, fromNullMicros(end), nil
+	return nil, st.LastEnd, nil
 }
 
-// RunStates implements scanfleet.ScheduleStore with one grouped query.
-func (db *DB) RunStates(ctx context.Context) (map[scanfleet.RunKey]scanfleet.RunState, error) {
-	rows, err := db.query(ctx, db.read, `SELECT scan_id, workspace,
-		MAX(CASE WHEN status IN ('created', 'queued', 'requested', 'started') THEN 1 ELSE 0 END),
-		MAX(CASE WHEN status = 'finished' THEN finished_at WHEN status = 'failed' THEN failed_at END)
-		FROM tasks WHERE scan_id <> '' GROUP BY scan_id, workspace`)
-	if err != nil {
-		return nil, fmt.Errorf("run states: %w", err)
-	}
-	defer rows.Close()
-	out := map[scanfleet.RunKey]scanfleet.RunState{}
-	for rows.Next() {
-		var (
-			k        scanfleet.RunKey
-			inFlight int
-			end      sql.NullInt64
-		)
-		if err := rows.Scan(&k.ScanID, &k.Workspace, &inFlight, &end); err != nil {
+// RunStates implements scanfleet.ScheduleStore with one indexed query per
+// key.
+func (db *DB) RunStates(ctx context.Context, keys []scanfleet.RunKey) (map[scanfleet.RunKey]scanfleet.RunState, error) {
+	out := make(map[scanfleet.RunKey]scanfleet.RunState, len(keys))
+	for _, k := range keys {
+		if _, ok := out[k]; ok {
+			continue
+		}
+		st, err := db.runState(ctx, k)
+		if err != nil {
 			return nil, fmt.Errorf("run states: %w", err)
 		}
-		out[k] = scanfleet.RunState{InFlight: inFlight == 1, LastEnd: fromNullMicros(end)}
+		out[k] = st
 	}
-	return out, wrap("run states", rows.Err())
+	return out, nil
+}
+
+// runState reads the state of one scan's runs in one workspace.
+func (db *DB) runState(ctx context.Context, k scanfleet.RunKey) (scanfleet.RunState, error) {
+	var (
+		inFlight         bool
+		finished, failed sql.NullInt64
+	)
+	err := db.queryRow(ctx, db.read, runStateQuery, k.ScanID, k.Workspace, k.ScanID, k.Workspace, k.ScanID, k.Workspace).
+		Scan(&inFlight, &finished, &failed)
+	if err != nil {
+		return scanfleet.RunState{}, err
+	}
+	if failed.Valid && (!finished.Valid || failed.Int64 > finished.Int64) {
+		finished = failed
+	}
+	return scanfleet.RunState{InFlight: inFlight, LastEnd: fromNullMicros(finished)}, nil
 }
 
 // AcquireLease implements scanfleet.ScheduleStore: one guarded upsert, so

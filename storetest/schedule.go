@@ -71,9 +71,11 @@ var scheduleTests = map[string]func(*testing.T, scanfleet.Store){
 		inFlight, _, err = s.ScanRunState(ctx, sc.ID, "b")
 		require.NoError(t, err)
 		require.Equal(t, running.ID, inFlight.ID)
-		states, err := s.RunStates(ctx)
+		never := scanfleet.RunKey{ScanID: sc.ID, Workspace: "c"}
+		states, err := s.RunStates(ctx, []scanfleet.RunKey{{ScanID: sc.ID, Workspace: "a"}, {ScanID: sc.ID, Workspace: "b"}, never})
 		require.NoError(t, err)
-		require.Len(t, states, 2)
+		require.Len(t, states, 3)
+		require.Equal(t, scanfleet.RunState{}, states[never], "a workspace the scan never ran in")
 		a := states[scanfleet.RunKey{ScanID: sc.ID, Workspace: "a"}]
 		require.False(t, a.InFlight)
 		requireTime(t, at(2*time.Hour), *a.LastEnd, "last end")
