@@ -91,6 +91,11 @@ type Router struct {
 
 	mu        sync.Mutex
 	submitted []*scanfleet.Task // requested tasks to dispatch at the next tick
+	// A round (expire leases, route, redispatch) runs once an interval,
+	// or when Wake asks for one (round); a wake from Submit only
+	// dispatches. lastRound is when the last one began.
+	round     bool
+	lastRound time.Time
 }
 
 // New returns a router over store.
@@ -100,13 +105,18 @@ func New(store Store, cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("router config: %w", err)
 	}
 	r := &Router{cfg: cfg, store: store, sent: map[string]time.Time{}, seen: map[string]time.Time{}}
-	r.loop = loop.New("router", cfg.Interval, r.Tick, cfg.Logger)
+	r.loop = loop.New("router", cfg.Interval, r.tick, cfg.Logger)
 	return r, nil
 }
 
-// Wake makes the router route at once, e.g. after tasks were created
-// without being routed.
-func (r *Router) Wake() { r.loop.Wake() }
+// Wake makes the router do a whole round at once, e.g. after tasks were
+// created without being routed.
+func (r *Router) Wake() {
+	r.mu.Lock()
+	r.round = true
+	r.mu.Unlock()
+	r.loop.Wake()
+}
 
 // Submit hands the router tasks just stored as requested (NewTask routes
 // at creation, so that no separate routing write is needed): it
@@ -135,24 +145,32 @@ func (r *Router) Start(ctx context.Context) error { return r.loop.Start(ctx) }
 // Stop stops the router and waits for its loop to end.
 func (r *Router) Stop() { r.loop.Stop() }
 
+// tick is the loop's turn. Submitted tasks are dispatched at every turn;
+// the rest of a round only once an interval, or when Wake asked: Submit
+// wakes the router for every batch of new tasks, and a whole round each
+// time would open a write transaction and list a page of requested tasks
+// for each batch.
+func (r *Router) tick(ctx context.Context) error {
+	r.mu.Lock()
+	// Half an interval: the loop's ticker, not this clock, says when an
+	// interval is over.
+	round := r.round || time.Since(r.lastRound) >= r.cfg.Interval/2
+	r.mu.Unlock()
+	if !round {
+		r.dispatchSubmitted(ctx)
+		return nil
+	}
+	return r.Tick(ctx)
+}
+
 // Tick does one round: dispatch submitted tasks, expire lapsed leases,
 // route created tasks, and dispatch again requested tasks nobody took.
 // Tests call it directly.
 func (r *Router) Tick(ctx context.Context) error {
 	r.mu.Lock()
-	submitted := r.submitted
-	r.submitted = nil
+	r.round, r.lastRound = false, time.Now()
 	r.mu.Unlock()
-	if err := r.dispatch(ctx, submitted); err != nil {
-		// They stay requested: they are tried again at the next tick, and
-		// past maxPending left to redispatch.
-		r.cfg.Logger.Warn("dispatch submitted tasks", slog.Int("tasks", len(submitted)), slog.Any("err", err))
-		r.mu.Lock()
-		if len(r.submitted)+len(submitted) <= maxPending {
-			r.submitted = append(submitted, r.submitted...)
-		}
-		r.mu.Unlock()
-	}
+	r.dispatchSubmitted(ctx)
 	now := r.cfg.Now()
 	requeued, err := r.store.ExpireLeases(ctx, now)
 	if err != nil {
@@ -174,6 +192,24 @@ func (r *Router) Tick(ctx context.Context) error {
 		}
 	}
 	return r.redispatch(ctx, now)
+}
+
+// dispatchSubmitted dispatches the tasks Submit handed over since the
+// last turn. Those it cannot dispatch stay requested: they are tried
+// again at the next turn and, past maxPending, left to redispatch.
+func (r *Router) dispatchSubmitted(ctx context.Context) {
+	r.mu.Lock()
+	submitted := r.submitted
+	r.submitted = nil
+	r.mu.Unlock()
+	if err := r.dispatch(ctx, submitted); err != nil {
+		r.cfg.Logger.Warn("dispatch submitted tasks", slog.Int("tasks", len(submitted)), slog.Any("err", err))
+		r.mu.Lock()
+		if len(r.submitted)+len(submitted) <= maxPending {
+			r.submitted = append(submitted, r.submitted...)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // routeCreated moves one batch of created tasks to requested and

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,4 +126,53 @@ func TestSubmitAndRecover(t *testing.T) {
 	slices.Sort(again)
 	require.Len(t, again, 13)
 	require.Equal(t, slices.Compact(slices.Clone(again)), again, "each once")
+}
+
+// rounds counts the router's rounds on a real store: each sweeps leases
+// and lists requested tasks.
+type rounds struct {
+	router.Store
+	expires, lists atomic.Int32
+}
+
+func (s *rounds) ExpireLeases(ctx context.Context, now time.Time) ([]*scanfleet.Task, error) {
+	s.expires.Add(1)
+	return s.Store.ExpireLeases(ctx, now)
+}
+
+func (s *rounds) ListTasks(ctx context.Context, f scanfleet.TaskFilter) ([]*scanfleet.Task, string, error) {
+	s.lists.Add(1)
+	return s.Store.ListTasks(ctx, f)
+}
+
+// Submitted tasks are dispatched at once, each batch, without a round:
+// the leases are swept and the requested tasks listed once an interval,
+// or when Wake asks, not for every batch the scheduler or API submits.
+func TestSubmitDispatchesWithoutARound(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "s.db")})
+	require.NoError(t, err)
+	defer db.Close()
+	store := &rounds{Store: db}
+	d := &recorder{}
+	r, err := router.New(store, router.Config{Dispatcher: d, Logger: slog.New(slog.DiscardHandler), Interval: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, r.Start(ctx))
+	defer r.Stop()
+	require.Eventually(t, func() bool { return store.lists.Load() == 1 }, 5*time.Second, time.Millisecond, "the first round at start")
+
+	for range 5 {
+		tasks, ids := newTasks(t, db, 3)
+		r.Submit(tasks)
+		var got []string
+		require.Eventually(t, func() bool { got = append(got, d.take()...); return len(got) == len(ids) }, 5*time.Second, time.Millisecond)
+		slices.Sort(got)
+		require.Equal(t, ids, got)
+	}
+	require.Equal(t, int32(1), store.expires.Load(), "no lease sweep per submitted batch")
+	require.Equal(t, int32(1), store.lists.Load(), "no page of requested tasks per submitted batch")
+
+	r.Wake()
+	require.Eventually(t, func() bool { return store.expires.Load() == 2 && store.lists.Load() == 2 }, 5*time.Second, time.Millisecond, "Wake asks for a round")
 }

@@ -488,11 +488,17 @@ func (db *DB) handBack(ctx context.Context, tx *sql.Tx, workerID string, o scanf
 func (db *DB) ExpireLeases(ctx context.Context, now time.Time) ([]*scanfleet.Task, error) {
 	now = truncTime(now)
 	nowUS := micros(now)
+	// Most sweeps find nothing to end: look first, from the read pool,
+	// and take the writer only when there is something.
+	var one int
+	if err := db.queryRow(ctx, db.read, "SELECT 1 "+lapsedTasks+" LIMIT 1", nowUS, nowUS).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("expire leases: %w", err)
+	}
 	var requeued []*scanfleet.Task
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		lapsed, err := scanTasks(db.query(ctx, tx, "SELECT "+taskColumns+" FROM tasks WHERE status = 'started' AND "+
-			"(lease_expires_at IS NULL OR lease_expires_at < ? OR (timeout_ns > 0 AND started_at < ? - timeout_ns / 1000)) "+
-			"ORDER BY id"+db.dialect.RowLock, nowUS, nowUS))
+		lapsed, err := scanTasks(db.query(ctx, tx, "SELECT "+taskColumns+" "+lapsedTasks+" ORDER BY id"+db.dialect.RowLock, nowUS, nowUS))
 		if err != nil {
 			return err
 		}
@@ -523,6 +529,12 @@ func (db *DB) ExpireLeases(ctx context.Context, now time.Time) ([]*scanfleet.Tas
 	}
 	return requeued, nil
 }
+
+// lapsedTasks selects the started tasks whose lease lapsed before now
+// (both parameters are now in microseconds) or that ran past their
+// timeout.
+const lapsedTasks = "FROM tasks WHERE status = 'started' AND " +
+	"(lease_expires_at IS NULL OR lease_expires_at < ? OR (timeout_ns > 0 AND started_at < ? - timeout_ns / 1000))"
 
 // expiry says what becomes of a started task that ExpireLeases selected,
 // and the error to store ("" keeps the task's own).
