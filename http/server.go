@@ -115,6 +115,17 @@ type Server struct {
 	srv  *http.Server
 	done chan struct{}
 
+	// stopping is closed when Stop begins: long polls and followed logs,
+	// which would otherwise hold the shutdown for as long as they wait,
+	// end then.
+	stopping chan struct{}
+	stopOnce sync.Once
+	// fresh are the connections that have not sent a request yet, which
+	// Stop closes: http.Server.Shutdown waits five seconds for each (a
+	// client's spare connection, dialled and never used).
+	freshMu sync.Mutex
+	fresh   map[net.Conn]struct{}
+
 	workersMu sync.Mutex
 	workers   map[string]cachedWorker // credential hash → worker
 
@@ -130,9 +141,11 @@ func NewServer(store scanfleet.Store, registry *scanfleet.Registry, cfg Config) 
 	}
 	s := &Server{
 		cfg: cfg, store: store, registry: registry, logger: cfg.Logger,
-		touched: map[string]time.Time{},
-		hub:     newHub(),
-		workers: map[string]cachedWorker{},
+		touched:  map[string]time.Time{},
+		hub:      newHub(),
+		workers:  map[string]cachedWorker{},
+		stopping: make(chan struct{}),
+		fresh:    map[net.Conn]struct{}{},
 	}
 	s.metrics = newMetrics(store)
 	s.startRun = cfg.RunScan
@@ -164,6 +177,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		ConnState:         s.connState,
 	}
 	s.done = make(chan struct{})
 	srv, done := s.srv, s.done
@@ -197,7 +211,20 @@ func (s *Server) URL() string {
 }
 
 // Stop stops accepting requests and waits up to ctx for those in flight.
+// Open long polls answer at once with no tasks (their workers poll again,
+// and find the server back or retry until it is), followed logs end (their
+// clients resume from the last line), and connections that have not sent
+// a request are closed.
 func (s *Server) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.freshMu.Lock()
+		for c := range s.fresh {
+			_ = c.Close()
+		}
+		clear(s.fresh)
+		s.freshMu.Unlock()
+	})
 	s.mu.Lock()
 	srv, done := s.srv, s.done
 	s.mu.Unlock()
@@ -207,6 +234,23 @@ func (s *Server) Stop(ctx context.Context) error {
 	err := srv.Shutdown(ctx)
 	<-done
 	return err
+}
+
+// connState keeps the connections that have not sent a request yet, and
+// closes those accepted once Stop began.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.freshMu.Lock()
+	defer s.freshMu.Unlock()
+	if st != http.StateNew {
+		delete(s.fresh, c)
+		return
+	}
+	select {
+	case <-s.stopping:
+		_ = c.Close()
+	default:
+		s.fresh[c] = struct{}{}
+	}
 }
 
 // routes builds the router. Every route added here must be described in

@@ -156,6 +156,8 @@ func (s *Server) followLogs(w http.ResponseWriter, r *http.Request, id string, a
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.stopping:
+			return
 		case <-tick.C:
 		}
 	}

@@ -490,6 +490,10 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request) {
 			done()
 			writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: []Command{}})
 			return
+		case <-s.stopping:
+			done()
+			writeJSON(w, http.StatusOK, pollResponse{Tasks: []*scanfleet.Task{}, Commands: nonNilCmds(s.hub.take(wk.ID))})
+			return
 		case <-ctx.Done():
 			done()
 			return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -913,4 +914,50 @@ func TestMoreSlotsThanOneClaim(t *testing.T) {
 			return counts[scanfleet.TaskFinished] == int64(len(tasks))
 		}, 60*time.Second, 100*time.Millisecond)
 	})
+}
+
+// Stopping the server does not wait for what would keep it waiting: an
+// open long poll answers at once with no tasks, a followed log ends, and
+// a connection that never sent a request (a client's spare one) is
+// closed, where http.Server.Shutdown would wait for the poll to end (up to
+// 30 s), for the followed task to end, and five seconds for the spare
+// connection. Stop returns well within its deadline.
+func TestServerStopEndsLongPolls(t *testing.T) {
+	t.Parallel()
+	r := newRig(t, scanfleet.DefaultLease, "http")
+	w := r.enrol(scanfleet.PoolInternal) // not the followed task's pool
+	type polled struct {
+		as  []worker.Assignment
+		err error
+	}
+	got := make(chan polled, 1)
+	go func() {
+		as, _, err := worker.HTTPSource{Client: w.Client}.Next(context.Background(), 1, 25*time.Second, scanfleet.Heartbeat{})
+		got <- polled{as, err}
+	}()
+	spare, err := net.Dial("tcp", r.srv.Addr().String())
+	require.NoError(t, err)
+	defer spare.Close()
+	// A task nobody runs, its log followed.
+	task := r.run(map[string]any{}, "")
+	req, err := http.NewRequest("GET", r.srv.URL()+"/api/v1/tasks/"+task.ID+"/logs?follow=1", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+r.admin)
+	follow, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer follow.Body.Close()
+	require.Equal(t, http.StatusOK, follow.StatusCode)
+	time.Sleep(300 * time.Millisecond) // the poll is waiting on the server
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	require.NoError(t, r.srv.Stop(ctx), "stop waited for the poll or the spare connection")
+	p := <-got
+	require.NoError(t, p.err)
+	require.Empty(t, p.as)
+	require.NoError(t, spare.SetReadDeadline(time.Now().Add(time.Second)))
+	_, err = spare.Read(make([]byte, 1))
+	require.ErrorIs(t, err, io.EOF, "the spare connection is closed")
+	_, err = io.Copy(io.Discard, follow.Body)
+	require.NoError(t, err, "the followed log ended")
 }
