@@ -21,37 +21,78 @@ type CommandBus interface {
 // process; long polls also re-check the store every second, so a task
 // routed by another replica is found too.
 type hub struct {
-	mu       sync.Mutex
-	commands map[string][]Command        // worker id → pending commands
-	waiters  map[string]chan struct{}    // worker id → wake channel of its poll
-	pools    map[scanfleet.Pool][]string // pool → waiting worker ids
-	draining map[string]string           // worker id → session shutting down: lease it nothing
-	pulled   map[string]time.Time        // worker id → when its cancel requests were last read
-	beats    map[string]beat             // worker id → the heartbeat last stored
+	mu    sync.Mutex
+	peers map[string]*peer            // worker id → what the hub keeps of it
+	pools map[scanfleet.Pool][]string // pool → waiting worker ids
 }
 
+// peer is what the hub keeps of one worker.
+type peer struct {
+	commands []Command     // waiting for its next poll
+	waiter   chan struct{} // closed to wake its open poll; nil when none is open
+	// draining is set while the worker's process (drainSession) shuts
+	// down, or for good once it is revoked (revokedSession): lease it
+	// nothing.
+	draining     bool
+	drainSession string
+	pulled       time.Time // when its cancel requests were last read
+	beat         beat      // the heartbeat last stored; zero when none
+}
+
+// maxPeers bounds the workers the hub keeps only their last pull and
+// heartbeat times for: past it those are forgotten (and the next poll of
+// each reads and stores again).
+const maxPeers = 100000
+
 func newHub() *hub {
-	return &hub{commands: map[string][]Command{}, waiters: map[string]chan struct{}{}, pools: map[scanfleet.Pool][]string{},
-		draining: map[string]string{}, pulled: map[string]time.Time{}, beats: map[string]beat{}}
+	return &hub{peers: map[string]*peer{}, pools: map[scanfleet.Pool][]string{}}
+}
+
+// peer returns what the hub keeps of a worker, new if nothing. h.mu is
+// held.
+func (h *hub) peer(workerID string) *peer {
+	if p, ok := h.peers[workerID]; ok {
+		return p
+	}
+	if len(h.peers) >= maxPeers {
+		for id, p := range h.peers {
+			if len(p.commands) == 0 && p.waiter == nil && !p.draining {
+				delete(h.peers, id)
+			}
+		}
+	}
+	p := &peer{}
+	h.peers[workerID] = p
+	return p
+}
+
+// wakeLocked ends the wait of a worker's open poll. h.mu is held.
+func (p *peer) wakeLocked() {
+	if p.waiter != nil {
+		close(p.waiter)
+		p.waiter = nil
+	}
 }
 
 // push queues a command for a worker and wakes its poll.
 func (h *hub) push(workerID string, c Command) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.commands[workerID] = append(h.commands[workerID], c)
-	if ch, ok := h.waiters[workerID]; ok {
-		close(ch)
-		delete(h.waiters, workerID)
-	}
+	p := h.peer(workerID)
+	p.commands = append(p.commands, c)
+	p.wakeLocked()
 }
 
 // take returns and clears a worker's pending commands.
 func (h *hub) take(workerID string) []Command {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c := h.commands[workerID]
-	delete(h.commands, workerID)
+	p, ok := h.peers[workerID]
+	if !ok {
+		return nil
+	}
+	c := p.commands
+	p.commands = nil
 	return c
 }
 
@@ -61,16 +102,15 @@ func (h *hub) wait(workerID string, pool scanfleet.Pool) (<-chan struct{}, func(
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ch := make(chan struct{})
-	if old, ok := h.waiters[workerID]; ok {
-		close(old)
-	}
-	h.waiters[workerID] = ch
+	p := h.peer(workerID)
+	p.wakeLocked() // an older poll of the worker ends
+	p.waiter = ch
 	h.pools[pool] = append(h.pools[pool], workerID)
 	return ch, func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if h.waiters[workerID] == ch {
-			delete(h.waiters, workerID)
+		if p, ok := h.peers[workerID]; ok && p.waiter == ch {
+			p.waiter = nil
 		}
 		ids := h.pools[pool]
 		for i, id := range ids {
@@ -87,8 +127,8 @@ func (h *hub) wait(workerID string, pool scanfleet.Pool) (<-chan struct{}, func(
 func (h *hub) replaced(workerID string, ch <-chan struct{}) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cur, ok := h.waiters[workerID]
-	return ok && (<-chan struct{})(cur) != ch
+	p, ok := h.peers[workerID]
+	return ok && p.waiter != nil && (<-chan struct{})(p.waiter) != ch
 }
 
 // NotifyPool wakes the long polls of a pool's workers: tasks arrived.
@@ -96,9 +136,8 @@ func (h *hub) NotifyPool(pool scanfleet.Pool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, id := range h.pools[pool] {
-		if ch, ok := h.waiters[id]; ok {
-			close(ch)
-			delete(h.waiters, id)
+		if p, ok := h.peers[id]; ok {
+			p.wakeLocked()
 		}
 	}
 	h.pools[pool] = nil
@@ -111,17 +150,17 @@ func (h *hub) NotifyPool(pool scanfleet.Pool) {
 func (h *hub) setDraining(workerID string, hb scanfleet.Heartbeat) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch cur, ok := h.draining[workerID]; {
-	case cur == revokedSession:
+	switch p := h.peer(workerID); {
+	case p.draining && p.drainSession == revokedSession:
 		// Revoked: nothing the worker says lifts it.
 	case hb.Draining:
-		h.draining[workerID] = hb.Session
-	case ok && cur != hb.Session:
-		delete(h.draining, workerID)
+		p.draining, p.drainSession = true, hb.Session
+	case p.draining && p.drainSession != hb.Session:
+		p.draining, p.drainSession = false, ""
 	}
 }
 
-// revokedSession marks a revoked worker in draining.
+// revokedSession marks a revoked worker's drain.
 const revokedSession = "\x00revoked"
 
 // revoke marks the worker as draining for good: a poll of it that was
@@ -129,37 +168,38 @@ const revokedSession = "\x00revoked"
 func (h *hub) revoke(workerID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.draining[workerID] = revokedSession
+	p := h.peer(workerID)
+	p.draining, p.drainSession = true, revokedSession
 }
 
 func (h *hub) isDraining(workerID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, ok := h.draining[workerID]
-	return ok
+	p, ok := h.peers[workerID]
+	return ok && p.draining
 }
 
 // wake ends the wait of a worker's open poll.
 func (h *hub) wake(workerID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ch, ok := h.waiters[workerID]; ok {
-		close(ch)
-		delete(h.waiters, workerID)
+	if p, ok := h.peers[workerID]; ok {
+		p.wakeLocked()
 	}
 }
 
 // pushOnce queues a command unless the same one is already waiting.
 func (h *hub) pushOnce(workerID string, c Command) {
 	h.mu.Lock()
-	for _, x := range h.commands[workerID] {
+	defer h.mu.Unlock()
+	p := h.peer(workerID)
+	for _, x := range p.commands {
 		if x == c {
-			h.mu.Unlock()
 			return
 		}
 	}
-	h.mu.Unlock()
-	h.push(workerID, c)
+	p.commands = append(p.commands, c)
+	p.wakeLocked()
 }
 
 // duePull reports whether the worker's cancel requests were last read more
@@ -167,13 +207,11 @@ func (h *hub) pushOnce(workerID string, c Command) {
 func (h *hub) duePull(workerID string, now time.Time, every time.Duration) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if now.Sub(h.pulled[workerID]) < every {
+	p := h.peer(workerID)
+	if now.Sub(p.pulled) < every {
 		return false
 	}
-	if len(h.pulled) > 100000 {
-		clear(h.pulled)
-	}
-	h.pulled[workerID] = now
+	p.pulled = now
 	return true
 }
 
@@ -189,14 +227,11 @@ type beat struct {
 func (h *hub) dueBeat(workerID string, hb scanfleet.Heartbeat, now time.Time, every time.Duration) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	last, ok := h.beats[workerID]
-	if ok && now.Sub(last.at) < every && last.draining == hb.Draining {
+	p := h.peer(workerID)
+	if !p.beat.at.IsZero() && now.Sub(p.beat.at) < every && p.beat.draining == hb.Draining {
 		return false
 	}
-	if len(h.beats) > 100000 {
-		clear(h.beats)
-	}
-	h.beats[workerID] = beat{at: now, draining: hb.Draining}
+	p.beat = beat{at: now, draining: hb.Draining}
 	return true
 }
 
@@ -204,5 +239,5 @@ func (h *hub) dueBeat(workerID string, hb scanfleet.Heartbeat, now time.Time, ev
 func (h *hub) storedBeat(workerID string, hb scanfleet.Heartbeat, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.beats[workerID] = beat{at: now, draining: hb.Draining}
+	h.peer(workerID).beat = beat{at: now, draining: hb.Draining}
 }
