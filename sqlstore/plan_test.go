@@ -28,6 +28,7 @@ func TestRunStateQueriesUseIndexes(t *testing.T) {
 		uses  []string
 	}{
 		{runStateQuery, []string{"tasks_scan_active", "tasks_scan_finished", "tasks_scan_failed"}},
+		{"SELECT " + lastEnds, []string{"tasks_scan_finished", "tasks_scan_failed"}},
 		{"SELECT " + taskColumns + " " + inFlightTask, []string{"tasks_scan_active"}},
 		{"SELECT id " + inFlightTask, []string{"tasks_scan_active"}},
 	} {

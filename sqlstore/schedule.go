@@ -67,17 +67,20 @@ func (db *DB) ReleaseQueued(ctx context.Context, pool scanfleet.Pool, max int, n
 // that the index covers them.
 const scanTaskActive = "scan_id <> '' AND status IN ('created', 'queued', 'requested', 'started')"
 
-// runStateQuery reads one run's state: whether a task is in flight, and
-// when the newest finished and the newest failed task ended. Each part is
-// a seek in a partial index of migration 00007, however long the scan's
-// history. The ends are written as ORDER BY … LIMIT 1 rather than MAX:
-// PostgreSQL reads every entry for MAX when its statistics think there are
-// few.
-const runStateQuery = "SELECT EXISTS (SELECT 1 FROM tasks WHERE scan_id = ? AND workspace = ? AND " + scanTaskActive + "), " +
-	"(SELECT finished_at FROM tasks WHERE scan_id = ? AND workspace = ? AND scan_id <> '' AND status = 'finished' " +
+// lastEnds are two columns: when the newest finished and the newest
+// failed task of a scan (the first and third parameters) in a workspace
+// (the second and fourth) ended. Each is a seek in a partial index of
+// migration 00007, however long the scan's history, written as ORDER BY
+// … LIMIT 1 rather than MAX: PostgreSQL reads every entry for MAX when its
+// statistics think there are few.
+const lastEnds = "(SELECT finished_at FROM tasks WHERE scan_id = ? AND workspace = ? AND scan_id <> '' AND status = 'finished' " +
 	"AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1), " +
 	"(SELECT failed_at FROM tasks WHERE scan_id = ? AND workspace = ? AND scan_id <> '' AND status = 'failed' " +
 	"AND failed_at IS NOT NULL ORDER BY failed_at DESC LIMIT 1)"
+
+// runStateQuery reads one run's state: whether a task is in flight (a
+// seek in tasks_scan_active), then lastEnds.
+const runStateQuery = "SELECT EXISTS (SELECT 1 FROM tasks WHERE scan_id = ? AND workspace = ? AND " + scanTaskActive + "), " + lastEnds
 
 // inFlightTask selects the oldest task of a scan (the first parameter)
 // in a workspace (the second) that is not done.
@@ -91,11 +94,12 @@ func (db *DB) ScanRunState(ctx context.Context, scanID, workspace string) (*scan
 	} else if !errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("scan run state: %w", err)
 	}
-	st, err := db.runState(ctx, scanfleet.RunKey{ScanID: scanID, Workspace: workspace})
+	var finished, failed sql.NullInt64
+	err = db.queryRow(ctx, db.read, "SELECT "+lastEnds, scanID, workspace, scanID, workspace).Scan(&finished, &failed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("scan run state: %w", err)
 	}
-	return nil, st.LastEnd, nil
+	return nil, laterEnd(finished, failed), nil
 }
 
 // RunStates implements scanfleet.ScheduleStore with one indexed query per
@@ -126,10 +130,16 @@ func (db *DB) runState(ctx context.Context, k scanfleet.RunKey) (scanfleet.RunSt
 	if err != nil {
 		return scanfleet.RunState{}, err
 	}
+	return scanfleet.RunState{InFlight: inFlight, LastEnd: laterEnd(finished, failed)}, nil
+}
+
+// laterEnd is the later of a run's newest finished and newest failed end,
+// nil when neither is set.
+func laterEnd(finished, failed sql.NullInt64) *time.Time {
 	if failed.Valid && (!finished.Valid || failed.Int64 > finished.Int64) {
 		finished = failed
 	}
-	return scanfleet.RunState{InFlight: inFlight, LastEnd: fromNullMicros(finished)}, nil
+	return fromNullMicros(finished)
 }
 
 // AcquireLease implements scanfleet.ScheduleStore: one guarded upsert, so
